@@ -1,0 +1,89 @@
+"""Get a trained classifier for a task: from the checkpoint cache, or trained now and cached."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import torch
+
+from hfc_edu.config import Profile, get_profile
+from hfc_edu.data.dataset import ImageDataset
+from hfc_edu.data.loaders import load_task
+from hfc_edu.models.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
+from hfc_edu.models.training import TrainConfig, TrainResult, train_classifier
+from hfc_edu.models.zoo import Classifier, build_model, model_from_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainedModel:
+    """A trained classifier with its data, test metrics and training history."""
+
+    model: Classifier
+    data: ImageDataset
+    test: dict
+    history: list
+    best_epoch: int
+    seconds: float
+    from_cache: bool
+    path: str
+
+    def __repr__(self) -> str:
+        m = ", ".join(f"{k}={v:.3f}" for k, v in self.test.items())
+        return f"TrainedModel({self.data.name}, {self.model.config['arch']}, test: {m})"
+
+
+def default_train_config(profile: Profile, seed: int = 0) -> TrainConfig:
+    """The profile's training configuration."""
+    return TrainConfig(epochs=profile.epochs, batch_size=profile.batch_size, seed=seed)
+
+
+def get_classifier(
+    task: str | ImageDataset,
+    arch: str | None = None,
+    size: int | None = None,
+    dropout: float = 0.0,
+    profile: str | Profile | None = None,
+    train_config: TrainConfig | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    retrain: bool = False,
+    progress: bool = True,
+) -> TrainedModel:
+    """A classifier for ``task`` (a task name or an :class:`ImageDataset`), trained once and cached.
+
+    ``arch`` defaults to the profile's model (``compact_resnet`` in the book profile). The cache
+    key covers the data, the model configuration and the training configuration.
+    """
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    data = task if isinstance(task, ImageDataset) else load_task(task, size)
+    arch = arch or (prof.model if data.spatial_dims == 2 else prof.model_3d)
+    mean, std = data.channel_stats()
+    tcfg = train_config or default_train_config(prof, seed)
+    model = build_model(arch, data.in_channels, data.num_classes, data.spatial_dims, data.image_size, mean, std, dropout)
+    path = checkpoint_path(data, model.config, asdict(tcfg))
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if path.exists() and not retrain:
+        payload = load_checkpoint(path)
+        model = model_from_config(payload["model_config"])
+        model.load_state_dict(payload["state_dict"])
+        model.to(dev).eval()
+        return TrainedModel(model, data, payload["test"], payload["history"], payload["best_epoch"], payload["seconds"], True, str(path))
+    torch.manual_seed(tcfg.seed)
+    model = build_model(arch, data.in_channels, data.num_classes, data.spatial_dims, data.image_size, mean, std, dropout)
+    result: TrainResult = train_classifier(model, data, tcfg, device=dev, progress=progress)
+    save_checkpoint(
+        path,
+        {
+            "model_config": model.config,
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "train_config": asdict(tcfg),
+            "test": result.test,
+            "history": result.history,
+            "best_epoch": result.best_epoch,
+            "seconds": result.seconds,
+        },
+    )
+    return TrainedModel(model, data, result.test, result.history, result.best_epoch, result.seconds, False, str(path))
