@@ -38,6 +38,7 @@ class Profile:
     cw_steps: int  # optimisation steps of CW-L2
     gmm_components: int  # HFC GMM components per (class, layer)
     mc_passes: int  # BU Monte-Carlo dropout passes
+    dropout: float = 0.3  # dropout before the linear head (BU needs it; the HFC code uses 0.3)
     extra: dict = field(default_factory=dict)
 
 

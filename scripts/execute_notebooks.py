@@ -122,11 +122,15 @@ def execute_notebook(
         timeout=timeout,
         allow_errors=False,
         record_timing=False,
+        shutdown_kernel="immediate",
         resources={"metadata": {"path": str(path.parent)}},
     )
     start = time.perf_counter()
     try:
-        client.execute(env=kernel_env() if env is None else env, cwd=str(path.parent))
+        # cleanup_kc: shut the kernel down afterwards (nbclient only does so for its own km).
+        client.execute(
+            cleanup_kc=True, env=kernel_env() if env is None else env, cwd=str(path.parent)
+        )
     except (CellExecutionError, CellTimeoutError) as exc:
         return Result(path, time.perf_counter() - start, error=str(exc))
     except Exception as exc:  # kernel died or did not start: report it, keep the file

@@ -157,6 +157,17 @@ def test_bad_input(setup2d, tmp_path):
         hfc_attack(other, x[:2], 1 - y[:2], 4 / 255, gmms, steps=1)
     with pytest.raises(ValueError, match="fitted on the features of another model"):
         gmms.check_model(FeatureExtractor(other))
+    # a model that passed once is re-hashed after its weights change in place
+    gmms.check_model(model)
+    with torch.no_grad():
+        model.fc.bias.add_(1.0)
+    try:
+        with pytest.raises(ValueError, match="fitted on the features of another model"):
+            gmms.check_model(model)
+    finally:
+        with torch.no_grad():
+            model.fc.bias.sub_(1.0)
+    gmms.check_model(model)
     # ... or for another layer set
     with pytest.raises(ValueError, match=r"No GMMs for layer\(s\) \['layer2.0.out'\]"):
         HFCLoss(gmms, layers=["layer2.0.out"])

@@ -119,9 +119,7 @@ def _loop(
     early_stop: int | None,
 ) -> tuple[torch.Tensor, int]:
     """The attack iterations; ``x_adv`` is updated in place. Returns (x_adv, steps run)."""
-    if norm == "linf":
-        lo = (x - eps).clamp_(min=0.0)
-        hi = (x + eps).clamp_(max=1.0)
+    neg_eps = -eps
     buf = torch.zeros_like(x) if momentum is not None else None
     for t in range(steps):
         x_adv.requires_grad_(True)
@@ -138,7 +136,10 @@ def _loop(
                 g = buf.mul_(momentum).add_(g / rms.clamp_min(1e-12))
             if norm == "linf":
                 x_adv.addcmul_(g.sign(), alpha, value=-1.0)
-                x_adv.clamp_(lo, hi)  # = clip_[0,1](Proj_ε(x_adv)), fused
+                # x' = clip_[0,1](x + clip_[-ε,ε](x' - x)), in place. Written in this order
+                # (not as one clamp to [max(x-ε,0), min(x+ε,1)]) so the floats equal the
+                # reference implementations': a 1-ulp difference can flip a later sign.
+                x_adv.sub_(x).clamp_(neg_eps, eps).add_(x).clamp_(0.0, 1.0)
             else:
                 g_norm = batch_view(g.flatten(1).norm(dim=1), g.ndim).add_(1e-10)
                 x_adv.addcmul_(g, alpha / g_norm, value=-1.0)

@@ -58,7 +58,7 @@ def median_bandwidth(x: torch.Tensor, max_points: int = 2000, seed: int = 0) -> 
         x = x[torch.randperm(x.shape[0], generator=g)[:max_points]]
     d2 = squared_distances(x, x)
     iu = torch.triu_indices(x.shape[0], x.shape[0], offset=1)
-    med = float(d2[iu[0], iu[1]].median().sqrt())
+    med = float(d2[iu[0], iu[1]].sqrt().quantile(0.5))  # interpolated median, as NumPy
     if med <= 0:
         raise ValueError("All features are identical: cannot choose a bandwidth.")
     return med

@@ -59,10 +59,10 @@ def _lid_chunks(
         )
     # (1/k) Σ log(r_i/r_k) = ½ [(1/k) Σ_i log d2_i − log d2_k], over the k neighbours used.
     log_vals = vals.log()
-    if skip_nearest:
-        two = torch.topk(vals, 2, dim=-1, largest=False, sorted=True).values
-        sum_log = log_vals.sum(-1) - two[..., 0].log()  # drop the nearest
-        nearest_used = two[..., 1]
+    if skip_nearest:  # drop the nearest (its distance may be 0: mask it, do not subtract its log)
+        keep = torch.ones_like(vals, dtype=torch.bool).scatter_(-1, vals.argmin(-1, keepdim=True), False)
+        sum_log = torch.where(keep, log_vals, 0.0).sum(-1)
+        nearest_used = torch.where(keep, vals, float("inf")).min(-1).values
     else:
         sum_log = log_vals.sum(-1)
         nearest_used = vals.min(-1).values

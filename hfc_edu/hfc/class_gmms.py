@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -76,6 +77,8 @@ class ClassConditionalGMMs(nn.Module):
         self.num_classes, self.n_components = (int(v) for v in next(iter(ck)))
         self.fingerprint = str(fingerprint)
         self.settings: dict[str, object] = dict(settings or {})
+        self._packed: dict[tuple[str, torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
+        self._verified: tuple | None = None  # state of the last model that passed check_model
 
     def extra_repr(self) -> str:
         return (
@@ -99,11 +102,38 @@ class ClassConditionalGMMs(nn.Module):
             raise ValueError(f"cls must be in [0, {self.num_classes}), got {cls}.")
         return self.layer(layer)[cls]
 
+    def packed(
+        self, name: str, device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Layer ``name``'s means ``(C, K, D)``, ``U`` ``(C, K, D, D)`` and ``log π + log|U|``
+        ``(C, K)`` converted to ``device``/``dtype``, cached (the attack-time copies)."""
+        key = (name, torch.device(device), dtype)
+        if key not in self._packed:
+            g = self.layer(name)
+            self._packed[key] = (
+                g.means.to(device, dtype),
+                g.precisions_cholesky.to(device, dtype),
+                (g.log_weights + g.log_det).to(device, dtype),
+            )
+        return self._packed[key]
+
+    def _apply(self, fn, recurse=True):  # .to()/.float() invalidate the converted copies
+        self._packed = {}
+        return super()._apply(fn, recurse)
+
     # -- compatibility checks -------------------------------------------------------------
     def check_model(self, model: nn.Module) -> None:
         """Raise ``ValueError`` unless ``model`` (or a FeatureExtractor's model) has the weights
-        these GMMs were fitted for."""
+        these GMMs were fitted for.
+
+        The weights are hashed (:func:`model_fingerprint`); a model whose tensors (storage and
+        in-place version counters) are unchanged since it last passed is not hashed again
+        (the same object, held through a weak reference).
+        """
         net = model.model if isinstance(model, FeatureExtractor) else model
+        state = tuple((k, t.data_ptr(), t._version) for k, t in net.state_dict().items())
+        if self._verified is not None and self._verified[0]() is net and self._verified[1] == state:
+            return
         fp = model_fingerprint(net)
         if fp != self.fingerprint:
             raise ValueError(
@@ -111,6 +141,7 @@ class ClassConditionalGMMs(nn.Module):
                 f"{self.fingerprint}, this model: {fp}). Refit them for this model with "
                 "hfc_edu.hfc.fit_class_gmms(model, x_train, y_train)."
             )
+        self._verified = (weakref.ref(net), state)
 
     def check_layers(
         self, layers: Sequence[str], channels: Mapping[str, int] | None = None

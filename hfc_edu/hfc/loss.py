@@ -101,9 +101,6 @@ class HFCLoss(Loss):
         self.lam = lam
         #: the factor in front of J_l (already divided by C_l) per layer: λ · w_l.
         self.weights: dict[str, float] = {n: lam * float(layer_weights.get(n, 1.0)) for n in chosen}
-        self._buffers: dict[
-            tuple[torch.device, torch.dtype], dict[str, tuple[torch.Tensor, ...]]
-        ] = {}
 
     def __repr__(self) -> str:
         return f"HFCLoss(layers={len(self.layers)}, K={self.gmms.n_components}, lam={self.lam:g})"
@@ -112,19 +109,7 @@ class HFCLoss(Loss):
         self, device: torch.device, dtype: torch.dtype
     ) -> dict[str, tuple[torch.Tensor, ...]]:
         """Per layer: means (C, K, D), U (C, K, D, D), log π + log|U| (C, K) on device/dtype."""
-        key = (device, dtype)
-        if key not in self._buffers:
-            out = {}
-            for n in self.layers:
-                g = self.gmms.layer(n)
-                c, k, d = g.means.shape
-                out[n] = (
-                    g.means.to(device, dtype),
-                    g.precisions_cholesky.to(device, dtype),
-                    (g.log_weights + g.log_det).to(device, dtype),
-                )
-            self._buffers[key] = out
-        return self._buffers[key]
+        return {n: self.gmms.packed(n, device, dtype) for n in self.layers}
 
     def _check(self, y: torch.Tensor, features: Features) -> None:
         missing = [n for n in self.layers if n not in features]

@@ -44,7 +44,7 @@ def get_classifier(
     task: str | ImageDataset,
     arch: str | None = None,
     size: int | None = None,
-    dropout: float = 0.0,
+    dropout: float | None = None,
     profile: str | Profile | None = None,
     train_config: TrainConfig | None = None,
     seed: int = 0,
@@ -54,12 +54,14 @@ def get_classifier(
 ) -> TrainedModel:
     """A classifier for ``task`` (a task name or an :class:`ImageDataset`), trained once and cached.
 
-    ``arch`` defaults to the profile's model (``compact_resnet`` in the book profile). The cache
+    ``arch`` and ``dropout`` default to the profile's (``compact_resnet`` with dropout 0.3 before the
+    head in the book profile; BU's Monte-Carlo passes switch that dropout on). The cache
     key covers the data, the model configuration and the training configuration.
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     data = task if isinstance(task, ImageDataset) else load_task(task, size)
     arch = arch or (prof.model if data.spatial_dims == 2 else prof.model_3d)
+    dropout = prof.dropout if dropout is None else dropout
     mean, std = data.channel_stats()
     tcfg = train_config or default_train_config(prof, seed)
     model = build_model(arch, data.in_channels, data.num_classes, data.spatial_dims, data.image_size, mean, std, dropout)
