@@ -46,11 +46,14 @@ def _timer(device: torch.device) -> Callable[[Callable[[], object]], tuple[float
     return run
 
 
-def interleaved(methods: dict[str, Callable[[], object]], rounds: int, device: torch.device):
+def interleaved(
+    methods: dict[str, Callable[[], object]], rounds: int, device: torch.device, warmup: bool = True
+):
     """Times every method once per round, rotating the order; returns name -> [seconds]."""
     run = _timer(device)
-    for fn in methods.values():  # warm-up
-        fn()
+    if warmup:
+        for fn in methods.values():
+            fn()
     names = list(methods)
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
@@ -99,7 +102,16 @@ def correctness_gate(model, x, y, torchattacks) -> float:
 
 def bench_workload(name, model, x, y, args, torchattacks, device, amp: str):
     print(f"\n### {name}: x {tuple(x.shape)}, {type(model).__name__}, device {device}")
-    correctness_gate(model, x, y, torchattacks)
+    correctness_gate(model, x, y, torchattacks)  # also the warm-up of torchattacks
+    # success-rate change with mixed precision (same random start); warms up both paths
+    g = lambda: torch.Generator(device=x.device).manual_seed(0)  # noqa: E731
+    r32 = pgd(model, x, y, eps=EPS, alpha=ALPHA, steps=STEPS, generator=g())
+    r16 = pgd(model, x, y, eps=EPS, alpha=ALPHA, steps=STEPS, generator=g(), amp=amp)
+    agree = (r32.success == r16.success).float().mean().item()
+    print(
+        f"  success rate fp32 {r32.success_rate:.3f}, amp={amp} {r16.success_rate:.3f} "
+        f"(change {r16.success_rate - r32.success_rate:+.3f}; per-sample agreement {agree:.3f})"
+    )
     ta = torchattacks.PGD(model, eps=EPS, alpha=ALPHA, steps=STEPS, random_start=True)
     ours = PGD(model, eps=EPS, alpha=ALPHA, steps=STEPS)
     ours_amp = PGD(model, eps=EPS, alpha=ALPHA, steps=STEPS, amp=amp)
@@ -108,21 +120,12 @@ def bench_workload(name, model, x, y, args, torchattacks, device, amp: str):
         "hfc_edu.PGD": lambda: ours(x, y),
         f"hfc_edu.PGD amp={amp}": lambda: ours_amp(x, y),
     }
-    times = interleaved(methods, args.rounds, device)
+    times = interleaved(methods, args.rounds, device, warmup=False)  # warmed up above
     report(
         f"{name}: PGD-10 L∞",
         times,
         len(x),
         [("hfc_edu.PGD", "torchattacks.PGD"), (f"hfc_edu.PGD amp={amp}", "hfc_edu.PGD")],
-    )
-    # success-rate change with mixed precision (same random start)
-    g = lambda: torch.Generator(device=x.device).manual_seed(0)  # noqa: E731
-    r32 = pgd(model, x, y, eps=EPS, alpha=ALPHA, steps=STEPS, generator=g())
-    r16 = pgd(model, x, y, eps=EPS, alpha=ALPHA, steps=STEPS, generator=g(), amp=amp)
-    agree = (r32.success == r16.success).float().mean().item()
-    print(
-        f"  success rate fp32 {r32.success_rate:.3f}, amp={amp} {r16.success_rate:.3f} "
-        f"(change {r16.success_rate - r32.success_rate:+.3f}; per-sample agreement {agree:.3f})"
     )
 
 

@@ -89,10 +89,14 @@ def cv_bandwidth(
             raise ValueError(f"Class {int(c)} has {len(idx)} sample(s): too few for CV bandwidth selection.")
         parts.append((x[idx[n_val:]], x[idx[:n_val]]))
     n_val_total = sum(len(v) for _, v in parts)
+    d = x.shape[1]
+    # squared distances once per class, reused for every bandwidth of the grid
+    blocks = [(squared_distances(v.to(torch.float64), f.to(torch.float64)), len(f)) for f, v in parts]
     scores = []
     for h in grid:
-        ll = sum(float(gaussian_kde_log_density(v, f, h).sum()) for f, v in parts)
-        scores.append(ll / n_val_total)
+        const = -0.5 * d * math.log(2.0 * math.pi * h * h)
+        ll = sum(float((torch.logsumexp(d2 * (-0.5 / h**2), 1) - math.log(n)).sum()) for d2, n in blocks)
+        scores.append(ll / n_val_total + const)
     best = int(np.argmax(scores))
     if best in (0, len(grid) - 1):
         log.warning("CV bandwidth %.4g is at the edge of the grid; consider a wider grid.", grid[best])

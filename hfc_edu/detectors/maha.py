@@ -97,9 +97,11 @@ class ClassGaussians:
         chol = self.chol.to(h.device)
         return torch.linalg.solve_triangular(chol, (h - self.center.to(h.device)).T, upper=False).T
 
-    def distances(self, h: torch.Tensor) -> torch.Tensor:
-        """``(N, D) -> (N, K)`` squared Mahalanobis distances to every class mean."""
-        if self._w32 is not None and not (torch.is_grad_enabled() and h.requires_grad):
+    def distances(self, h: torch.Tensor, precise: bool = True) -> torch.Tensor:
+        """``(N, D) -> (N, K)`` squared Mahalanobis distances to every class mean (float64).
+
+        ``precise=False`` allows the float32 fast path (see the class docstring)."""
+        if not precise and self._w32 is not None and not (torch.is_grad_enabled() and h.requires_grad):
             # float32 fast path: centred, whitened features in float32 (~1e-6 relative error).
             dev = h.device
             w = (h.float() - self.center.to(dev, torch.float32)) @ self._w32.to(dev).T
@@ -112,7 +114,7 @@ class ClassGaussians:
 
     def score(self, h: torch.Tensor) -> torch.Tensor:
         """``(N,)``: ``min_c ½ d²(h, μ_c)``."""
-        return 0.5 * self.distances(h).min(1).values
+        return 0.5 * self.distances(h, precise=False).min(1).values
 
 
 class MAHA(Detector):
