@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from functools import partial
 
 import numpy as np
 import scipy
@@ -78,19 +79,25 @@ def report(name: str, res: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- LID
-def lid_reference(query: np.ndarray, reference: np.ndarray, ref_idx: np.ndarray, k: int, bs: int) -> np.ndarray:
+def lid_reference(
+    query: np.ndarray, reference: np.ndarray, ref_idx: np.ndarray, k: int, bs: int
+) -> np.ndarray:
     out = np.empty(len(query))
     for b, start in enumerate(range(0, len(query), bs)):
         batch = reference[ref_idx[b]]
         kk = min(k, len(batch) - 1)
         d = cdist(query[start : start + bs], batch)
         d = np.apply_along_axis(np.sort, 1, d)[:, 1 : kk + 1]
-        out[start : start + bs] = np.apply_along_axis(lambda v: -kk / np.sum(np.log(v / v[-1])), 1, d)
+        out[start : start + bs] = np.apply_along_axis(
+            lambda v, kk=kk: -kk / np.sum(np.log(v / v[-1])), 1, d
+        )
     return out
 
 
 # ----------------------------------------------------------------------------- KD
-def kd_reference(train: np.ndarray, y: np.ndarray, query: np.ndarray, pred: np.ndarray, h: float) -> np.ndarray:
+def kd_reference(
+    train: np.ndarray, y: np.ndarray, query: np.ndarray, pred: np.ndarray, h: float
+) -> np.ndarray:
     out = np.empty(len(query))
     for c in np.unique(y):
         kde = KernelDensity(kernel="gaussian", bandwidth=h).fit(train[y == c])
@@ -104,11 +111,17 @@ def kd_exact_numpy(train: np.ndarray, query: np.ndarray, h: float) -> np.ndarray
     x = train.astype(np.float64)
     q = query.astype(np.float64)
     d2 = cdist(q, x, "sqeuclidean")
-    return -(logsumexp(-d2 / (2 * h * h), axis=1) - np.log(len(x)) - 0.5 * x.shape[1] * np.log(2 * np.pi * h * h))
+    return -(
+        logsumexp(-d2 / (2 * h * h), axis=1)
+        - np.log(len(x))
+        - 0.5 * x.shape[1] * np.log(2 * np.pi * h * h)
+    )
 
 
 # ----------------------------------------------------------------------------- MAHA
-def maha_reference(train: np.ndarray, y: np.ndarray, query: np.ndarray, estimator, bs: int = 100) -> np.ndarray:
+def maha_reference(
+    train: np.ndarray, y: np.ndarray, query: np.ndarray, estimator, bs: int = 100
+) -> np.ndarray:
     """Lee et al.'s formulation, in float64: precision of the class-centred features, then per
     batch of 100 and per class the diagonal of ``(f−μ_c) P (f−μ_c)ᵀ``."""
     classes = np.unique(y)
@@ -129,11 +142,15 @@ def maha_reference(train: np.ndarray, y: np.ndarray, query: np.ndarray, estimato
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=10_000, help="training (reference) and query samples")
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--kd-queries", type=int, default=10_000, help="KD queries (sklearn takes ~1 min)")
+    ap.add_argument(
+        "--kd-queries", type=int, default=10_000, help="KD queries (sklearn takes ~1 min)"
+    )
     ap.add_argument("--kd-exact-subset", type=int, default=2_000)
     ap.add_argument("--skip-kd", action="store_true")
     args = ap.parse_args()
@@ -154,11 +171,15 @@ def main() -> None:
         ref_idx = lid._reference_indices(-(-args.n // 100)).numpy()
         q_set = FeatureSet({"z": t(query)})
         if skip:
-            res = compare(lambda: lid_reference(query, train, ref_idx, 20, 100), lambda: lid.score(q_set), args.repeats)
+            res = compare(
+                partial(lid_reference, query, train, ref_idx, 20, 100),
+                partial(lid.score, q_set),
+                args.repeats,
+            )
             report("LID (k=20, batch 100)", res)
             print(f"{'':22} {diff(res['our_out'], res['ref_out'])}")
         else:
-            o = compare(lambda: lid.score(q_set), lambda: lid.score(q_set), 1)
+            o = compare(partial(lid.score, q_set), partial(lid.score, q_set), 1)
             print(f"{'':22} skip_nearest=False: {min(o['ours']) * 1e3:.1f} ms")
 
     # MAHA: the reference's formulation with the same covariance estimator.
@@ -174,7 +195,11 @@ def main() -> None:
             t_fit = time.process_time() - t0
             g = maha.gaussians_["z"]
             m_set = FeatureSet({"z": t(q_k)})
-            res = compare(lambda: maha_reference(tr_k, y_k, q_k, est), lambda: maha.score(m_set), args.repeats)
+            res = compare(
+                partial(maha_reference, tr_k, y_k, q_k, est),
+                partial(maha.score, m_set),
+                args.repeats,
+            )
             report(f"MAHA K={n_classes} {label}", res)
             path = "float32 whitening" if g._w32 is not None else "float64 whitening"
             print(
@@ -192,7 +217,12 @@ def main() -> None:
     ref_kd = kd_reference(train, y, query[:nq], pred[:nq], 1.0)
     t_ref = time.process_time() - t0
     ours = compare(lambda: kd.score(kq), lambda: kd.score(kq), args.repeats)
-    res = {"ref": [t_ref], "ours": [min(ours["ours"])], "ref_out": ref_kd, "our_out": ours["our_out"]}
+    res = {
+        "ref": [t_ref],
+        "ours": [min(ours["ours"])],
+        "ref_out": ref_kd,
+        "our_out": ours["our_out"],
+    }
     report(f"KD ({nq} queries)", res)
     print(f"{'':22} hfc_edu vs sklearn KernelDensity: {diff(res['our_out'], ref_kd)}")
     ns = min(args.kd_exact_subset, nq)
@@ -201,7 +231,9 @@ def main() -> None:
         m = pred[:ns] == c
         exact[m] = kd_exact_numpy(train[y == c], query[:ns][m], 1.0)
     bad = np.abs(ref_kd[:ns] - exact) > 1e-6 * np.abs(exact)
-    print(f"{'':22} on {ns} queries vs an exact NumPy float64 logsumexp: hfc_edu {diff(res['our_out'][:ns], exact)}")
+    print(
+        f"{'':22} on {ns} queries vs an exact NumPy float64 logsumexp: hfc_edu {diff(res['our_out'][:ns], exact)}"
+    )
     print(
         f"{'':22} sklearn KernelDensity {diff(ref_kd[:ns], exact)}; "
         f"{bad.sum()} of {ns} queries off by > 1e-6 relative"

@@ -42,6 +42,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    import hfc_edu
+    from hfc_edu.models.pretrained import prepare_book_models
+
+    cfg = hfc_edu.setup(seed=0, profile="book", device=args.device)
+    for tm in prepare_book_models(progress=not args.quiet, device=cfg.device):
+        state = "cached" if tm.from_cache else f"trained in {tm.seconds:.0f} s"
+        print(f"{tm.data.name:22s} {tm.model.config['arch']:22s} acc {tm.test['accuracy']:.3f}  AUC {tm.test['auc']:.3f}  ({state})")
+    return 0
+
+
 def _cmd_data(args: argparse.Namespace) -> int:
     from hfc_edu.data import TASKS, data_root, load_task
 
@@ -73,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--retrain", action="store_true", help="ignore a cached checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)
+
+    pr = sub.add_parser("prepare", help="train (or load) every classifier the book's chapters use")
+    pr.add_argument("--device", default=None)
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(func=_cmd_prepare)
 
     d = sub.add_parser("data", help="list the tasks and the data root")
     d.add_argument("--load", action="store_true", help="load each task and show its size")

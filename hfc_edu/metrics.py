@@ -110,7 +110,9 @@ def results_table(rows: Iterable[Mapping]) -> pd.DataFrame:
     df = pd.DataFrame(list(rows))
     missing = [c for c in RESULT_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"Result rows lack column(s) {missing}; build them with evaluate_detector.")
+        raise ValueError(
+            f"Result rows lack column(s) {missing}; build them with evaluate_detector."
+        )
     extra = [c for c in df.columns if c not in RESULT_COLUMNS]
     return df[RESULT_COLUMNS + extra].astype({"n_pos": int, "n_neg": int})
 

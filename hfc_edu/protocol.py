@@ -28,12 +28,19 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.T
     dev = next(model.parameters()).device
     try:
         model.eval()
-        return torch.cat([model(x[i : i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+        return torch.cat(
+            [
+                model(x[i : i + batch_size].to(dev)).argmax(1).cpu()
+                for i in range(0, len(x), batch_size)
+            ]
+        )
     finally:
         model.train(was_training)
 
 
-def correct_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def correct_mask(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256
+) -> torch.Tensor:
     """``(N,)`` bool: which images the model classifies correctly."""
     if len(x) != len(y):
         raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}.")
@@ -41,7 +48,11 @@ def correct_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size:
 
 
 def success_mask(
-    model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, targeted: bool = False, batch_size: int = 256
+    model: nn.Module,
+    x_adv: torch.Tensor,
+    y: torch.Tensor,
+    targeted: bool = False,
+    batch_size: int = 256,
 ) -> torch.Tensor:
     """``(N,)`` bool: untargeted: prediction != true label ``y``; targeted: prediction == target ``y``."""
     if len(x_adv) != len(y):
@@ -61,8 +72,14 @@ def split_indices(
         raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}.")
     n_train = int(round(train_fraction * n))
     if n_train < 1 or n_train >= n:
-        raise ValueError(f"Cannot split {n} image(s) into non-empty parts with train_fraction={train_fraction}.")
-    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(n)
+        raise ValueError(
+            f"Cannot split {n} image(s) into non-empty parts with train_fraction={train_fraction}."
+        )
+    idx = (
+        torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        if shuffle
+        else torch.arange(n)
+    )
     return idx[:n_train], idx[n_train:]
 
 
@@ -95,10 +112,14 @@ def make_noisy(
             noise = (torch.randint(0, 2, shape, generator=generator).float() * 2 - 1) * eps
     else:
         if l2 is None:
-            raise ValueError("kind='gaussian' needs l2 (the L2 norm per image, e.g. of the adversarial perturbation).")
+            raise ValueError(
+                "kind='gaussian' needs l2 (the L2 norm per image, e.g. of the adversarial perturbation)."
+            )
         l2 = torch.as_tensor(l2, dtype=torch.float32).reshape(-1)
         if l2.numel() not in (1, shape[0]):
-            raise ValueError(f"l2 must be a float or have one value per image ({shape[0]}), got {l2.numel()}.")
+            raise ValueError(
+                f"l2 must be a float or have one value per image ({shape[0]}), got {l2.numel()}."
+            )
         if (l2 < 0).any():
             raise ValueError("l2 must be non-negative.")
         g = torch.randn(shape, generator=generator)
@@ -128,10 +149,17 @@ class DetectionSplit:
     def inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Images ``cat(clean, noisy, adv)`` and labels (0 = clean/noisy, 1 = adversarial)."""
         x = torch.cat([self.clean, self.noisy, self.adv])
-        is_adv = torch.cat([torch.zeros(2 * len(self.clean), dtype=torch.long), torch.ones(len(self.adv), dtype=torch.long)])
+        is_adv = torch.cat(
+            [
+                torch.zeros(2 * len(self.clean), dtype=torch.long),
+                torch.ones(len(self.adv), dtype=torch.long),
+            ]
+        )
         return x, is_adv
 
-    def features(self, fx, batch_size: int = 256, keep_images: bool = True) -> tuple[FeatureSet, torch.Tensor]:
+    def features(
+        self, fx, batch_size: int = 256, keep_images: bool = True
+    ) -> tuple[FeatureSet, torch.Tensor]:
         """Detector inputs (one :class:`FeatureSet`) and labels for ``cat(clean, noisy, adv)``."""
         x, is_adv = self.inputs()
         return FeatureSet.from_images(fx, x, batch_size=batch_size, keep_images=keep_images), is_adv
@@ -179,11 +207,17 @@ def split_detection_set(
     n = len(x)
     for name, t in (("y", y), ("x_adv", x_adv), ("success", success), ("x_noisy", x_noisy)):
         if len(t) != n:
-            raise ValueError(f"{name} has {len(t)} entries but x has {n}; all inputs must be aligned.")
+            raise ValueError(
+                f"{name} has {len(t)} entries but x has {n}; all inputs must be aligned."
+            )
     if x_adv.shape != x.shape or x_noisy.shape != x.shape:
-        raise ValueError(f"x_adv {tuple(x_adv.shape)} and x_noisy {tuple(x_noisy.shape)} must have x's shape {tuple(x.shape)}.")
+        raise ValueError(
+            f"x_adv {tuple(x_adv.shape)} and x_noisy {tuple(x_noisy.shape)} must have x's shape {tuple(x.shape)}."
+        )
     if torch.equal(x_noisy, x):
-        raise ValueError("x_noisy equals x (the official code's bug): build noisy negatives with make_noisy.")
+        raise ValueError(
+            "x_noisy equals x (the official code's bug): build noisy negatives with make_noisy."
+        )
     orig = torch.arange(n)
     if keep is not None:
         keep = keep.bool().cpu()

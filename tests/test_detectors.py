@@ -30,7 +30,18 @@ from hfc_edu.metrics import roc_auc
 LAYERS = {"a": 8, "b": 16}
 
 
-def clouds(n: int, shift: float = 0.0, seed: int = 0, scale: float = 1.0) -> tuple[FeatureSet, torch.Tensor]:
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small tensors: one thread avoids thread contention on busy 2-core runners."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def clouds(
+    n: int, shift: float = 0.0, seed: int = 0, scale: float = 1.0
+) -> tuple[FeatureSet, torch.Tensor]:
     """Two classes (means 0 and 3·e₀) of unit Gaussians in two layers; ``shift`` moves everything."""
     g = torch.Generator().manual_seed(seed)
     y = torch.randint(0, 2, (n,), generator=g)
@@ -49,11 +60,15 @@ def test_kd_log_density_equals_gaussian_mixture():
     q = torch.randn(5, 3, dtype=torch.float64) * 2
     h = 0.7
     ours = gaussian_kde_log_density(q, x, h).numpy()
-    comps = np.stack([multivariate_normal(mean=xi, cov=h**2 * np.eye(3)).logpdf(q.numpy()) for xi in x.numpy()])
+    comps = np.stack(
+        [multivariate_normal(mean=xi, cov=h**2 * np.eye(3)).logpdf(q.numpy()) for xi in x.numpy()]
+    )
     expected = logsumexp(comps, axis=0) - np.log(7)
     np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)
     # Chunking does not change anything.
-    np.testing.assert_allclose(gaussian_kde_log_density(q, x, h, chunk_size=2).numpy(), ours, rtol=1e-13)
+    np.testing.assert_allclose(
+        gaussian_kde_log_density(q, x, h, chunk_size=2).numpy(), ours, rtol=1e-13
+    )
 
 
 def test_kd_scores_under_predicted_class_and_stays_exact_in_high_dimension():
@@ -104,7 +119,9 @@ def test_lid_duplicates_and_skip_nearest():
     without = lid_mle(q, ref, **f64)
     with_self = torch.cat([ref, q])
     torch.testing.assert_close(lid_mle(q, with_self, **f64), without, rtol=1e-10, atol=0)
-    torch.testing.assert_close(lid_mle(q, with_self, skip_nearest=True, **f64), without, rtol=1e-10, atol=0)
+    torch.testing.assert_close(
+        lid_mle(q, with_self, skip_nearest=True, **f64), without, rtol=1e-10, atol=0
+    )
     # float32 ("auto") agrees to float32 precision
     torch.testing.assert_close(lid_mle(q, with_self, k=20), without, rtol=1e-5, atol=0)
     # For a query outside the reference, skip_nearest drops a genuine neighbour: a different value.
@@ -117,7 +134,9 @@ def test_lid_float32_auto_matches_float64():
     ref = torch.randn(5000, 2, generator=g) @ basis.T + 3.0  # dense: neighbours ≪ spread
     q = torch.randn(300, 2, generator=g) @ basis.T + 3.0
     exact = lid_mle(q, ref, dtype=torch.float64)
-    torch.testing.assert_close(lid_mle(q, ref), exact, rtol=1e-9, atol=0)  # auto falls back to float64
+    torch.testing.assert_close(
+        lid_mle(q, ref), exact, rtol=1e-9, atol=0
+    )  # auto falls back to float64
     assert (lid_mle(q, ref, dtype=torch.float32) - exact).abs().max() > 1e-3  # plain float32 is off
 
 
@@ -129,7 +148,12 @@ def test_lid_detector_equals_function_on_its_reference_batches():
     s = det.score_layers(q)
     for j, name in enumerate(["a", "b"]):
         for c in range(3):
-            exp = lid_mle(q.feats[name][c * 100 : (c + 1) * 100], tr.feats[name][idx[c]], k=10, dtype=torch.float64)
+            exp = lid_mle(
+                q.feats[name][c * 100 : (c + 1) * 100],
+                tr.feats[name][idx[c]],
+                k=10,
+                dtype=torch.float64,
+            )
             np.testing.assert_allclose(s[c * 100 : (c + 1) * 100, j], exp.numpy(), rtol=1e-10)
 
 
@@ -140,18 +164,25 @@ def test_maha_distances_equal_closed_form():
     x = tr.feats["b"].double().numpy()
     means = np.stack([x[y.numpy() == c].mean(0) for c in (0, 1)])
     centred = x - means[y.numpy()]
-    for shrinkage, est in (("ledoit_wolf", LedoitWolf(assume_centered=True)), (None, EmpiricalCovariance(assume_centered=True))):
+    for shrinkage, est in (
+        ("ledoit_wolf", LedoitWolf(assume_centered=True)),
+        (None, EmpiricalCovariance(assume_centered=True)),
+    ):
         prec = est.fit(centred).precision_
         diff = q.feats["b"].double().numpy()[:, None] - means[None]
         expected = np.einsum("nkd,de,nke->nk", diff, prec, diff)
         det = MAHA(layers="b", shrinkage=shrinkage).fit(tr, y)
         np.testing.assert_allclose(det.distances(q)["b"].numpy(), expected, rtol=1e-9)
-        np.testing.assert_allclose(det.score(q), 0.5 * expected.min(1), rtol=1e-5)  # float32 fast path
+        np.testing.assert_allclose(
+            det.score(q), 0.5 * expected.min(1), rtol=1e-5
+        )  # float32 fast path
 
 
 def test_maha_covariance_well_conditioned_with_fewer_samples_than_dims():
     g = torch.Generator().manual_seed(0)
-    x = torch.relu(torch.randn(40, 8, generator=g) @ torch.randn(8, 100, generator=g))  # rank ≤ 8, 100 dims
+    x = torch.relu(
+        torch.randn(40, 8, generator=g) @ torch.randn(8, 100, generator=g)
+    )  # rank ≤ 8, 100 dims
     y = torch.arange(40) % 2
     cg = ClassGaussians(x, y, "ledoit_wolf")
     assert cg.condition_number < 1e4

@@ -24,7 +24,9 @@ def one_thread():
 
 def tiny(spatial_dims: int = 2, dropout: float = 0.3, seed: int = 0):
     torch.manual_seed(seed)
-    model = build_model("compact_resnet_narrow", 1, 2, spatial_dims=spatial_dims, image_size=16, dropout=dropout)
+    model = build_model(
+        "compact_resnet_narrow", 1, 2, spatial_dims=spatial_dims, image_size=16, dropout=dropout
+    )
     return model.eval()
 
 
@@ -121,18 +123,21 @@ def _dnn_data(spatial_dims: int, n: int, seed: int):
     """Clean images vs images with a high-frequency checkerboard added (clearly visible in the maps)."""
     size = 16 if spatial_dims == 2 else 8
     x = images(2 * n, spatial_dims, seed, size) * 0.5 + 0.25
-    grid = torch.stack(torch.meshgrid(*[torch.arange(size)] * spatial_dims, indexing="ij")).sum(0) % 2
+    grid = (
+        torch.stack(torch.meshgrid(*[torch.arange(size)] * spatial_dims, indexing="ij")).sum(0) % 2
+    )
     x[n:] = (x[n:] + 0.2 * (2 * grid - 1)).clamp(0, 1)
     return x, torch.cat([torch.zeros(n), torch.ones(n)]).long()
 
 
-@pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_dnn_detector_learns_on_raw_maps(spatial_dims):
-    model = tiny(spatial_dims)
+def test_dnn_detector_learns_on_raw_maps():
+    model = tiny(2)
     fx = FeatureExtractor(model, layers="blocks")
-    x, lab = _dnn_data(spatial_dims, 40, seed=1)
-    det = DNN(fx, iters=40, batch_size=32, widths=(8, 8), seed=0).fit(FeatureSet.from_images(fx, x), lab)
-    xt, labt = _dnn_data(spatial_dims, 30, seed=2)
+    x, lab = _dnn_data(2, 40, seed=1)
+    det = DNN(fx, iters=40, batch_size=32, widths=(8, 8), seed=0).fit(
+        FeatureSet.from_images(fx, x), lab
+    )
+    xt, labt = _dnn_data(2, 30, seed=2)
     s = det.score(xt)
     assert s.shape == (60,) and ((s >= 0) & (s <= 1)).all()
     assert det.score_layers(xt).shape == (60, len(fx.layer_names))
@@ -140,6 +145,18 @@ def test_dnn_detector_learns_on_raw_maps(spatial_dims):
     # deterministic given the seed
     det2 = DNN(fx, iters=40, batch_size=32, widths=(8, 8), seed=0).fit(x, lab)
     np.testing.assert_allclose(det2.score(xt), s, rtol=1e-5)
+
+
+def test_dnn_detector_3d():
+    """3D convolutions on CPU are slow: two shallow layers, tiny nets, few iterations."""
+    model = tiny(3)
+    fx = FeatureExtractor(model, layers=["stem", "layer1.0.out"])
+    x, lab = _dnn_data(3, 24, seed=1)
+    det = DNN(fx, iters=15, batch_size=16, widths=(4, 4), seed=0).fit(x, lab)
+    xt, labt = _dnn_data(3, 16, seed=2)
+    s = det.score(xt)
+    assert s.shape == (32,) and det.score_layers(xt).shape == (32, 2)
+    assert roc_auc(s[labt == 0], s[labt == 1]) > 0.75
 
 
 def test_dnn_errors():

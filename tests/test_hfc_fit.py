@@ -159,6 +159,7 @@ def test_bad_input(setup2d, tmp_path):
         gmms.check_model(FeatureExtractor(other))
     # a model that passed once is re-hashed after its weights change in place
     gmms.check_model(model)
+    saved = model.fc.bias.detach().clone()
     with torch.no_grad():
         model.fc.bias.add_(1.0)
     try:
@@ -166,7 +167,7 @@ def test_bad_input(setup2d, tmp_path):
             gmms.check_model(model)
     finally:
         with torch.no_grad():
-            model.fc.bias.sub_(1.0)
+            model.fc.bias.copy_(saved)
     gmms.check_model(model)
     # ... or for another layer set
     with pytest.raises(ValueError, match=r"No GMMs for layer\(s\) \['layer2.0.out'\]"):

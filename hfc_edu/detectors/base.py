@@ -55,7 +55,9 @@ class FeatureSet:
     def __post_init__(self) -> None:
         if not isinstance(self.feats, Mapping) or not self.feats:
             raise ValueError("feats must be a non-empty dict {layer name: (N, C) features}.")
-        self.feats = {str(k): _to_tensor(v, f"feats[{k!r}]").detach() for k, v in self.feats.items()}
+        self.feats = {
+            str(k): _to_tensor(v, f"feats[{k!r}]").detach() for k, v in self.feats.items()
+        }
         if self.logits is not None:
             self.logits = _to_tensor(self.logits, "logits").detach()
             if self.pred is None:
@@ -85,7 +87,12 @@ class FeatureSet:
             idx = idx.nonzero().flatten()
         idx = idx.long()
         take = lambda t: None if t is None else t[idx]  # noqa: E731
-        return FeatureSet({k: v[idx] for k, v in self.feats.items()}, take(self.pred), take(self.logits), take(self.x))
+        return FeatureSet(
+            {k: v[idx] for k, v in self.feats.items()},
+            take(self.pred),
+            take(self.logits),
+            take(self.x),
+        )
 
     @staticmethod
     def concat(sets: Sequence[FeatureSet]) -> FeatureSet:
@@ -95,7 +102,9 @@ class FeatureSet:
         layers = sets[0].layers
         for s in sets[1:]:
             if s.layers != layers:
-                raise ValueError(f"Cannot concatenate FeatureSets with layers {layers} and {s.layers}.")
+                raise ValueError(
+                    f"Cannot concatenate FeatureSets with layers {layers} and {s.layers}."
+                )
 
         def cat(attr: str) -> torch.Tensor | None:
             parts = [getattr(s, attr) for s in sets]
@@ -131,7 +140,11 @@ def check_finite(t: torch.Tensor, what: str) -> None:
     if t.is_floating_point() and torch.isfinite(t.sum()):  # fast path: a sum of finite numbers
         return  # is finite unless it overflows, and then the exact check below runs
     if not torch.isfinite(t).all():
-        bad = int((~torch.isfinite(t)).any(dim=-1).sum()) if t.ndim > 1 else int((~torch.isfinite(t)).sum())
+        bad = (
+            int((~torch.isfinite(t)).any(dim=-1).sum())
+            if t.ndim > 1
+            else int((~torch.isfinite(t)).sum())
+        )
         raise ValueError(
             f"{what} contains NaN or infinite values ({bad} sample(s)); remove or repair those samples first."
         )
@@ -147,12 +160,16 @@ def check_labels(y: ArrayLike, n: int, what: str, binary: bool = False) -> torch
     if y.shape[0] != n:
         raise ValueError(f"{what} has {y.shape[0]} labels for {n} samples.")
     if binary and not bool(((y == 0) | (y == 1)).all()):
-        raise ValueError(f"{what} must be 0 (clean or noisy) or 1 (adversarial), got values {y.unique().tolist()}.")
+        raise ValueError(
+            f"{what} must be 0 (clean or noisy) or 1 (adversarial), got values {y.unique().tolist()}."
+        )
     if y.numel() and int(y.min()) < 0:
         raise ValueError(f"{what} must be non-negative class indices.")
     if y.unique().numel() < 2:
         kind = "both negatives (0) and positives (1)" if binary else "at least two classes"
-        raise ValueError(f"{what} contains a single class ({y.unique().tolist()}); fitting needs {kind}.")
+        raise ValueError(
+            f"{what} contains a single class ({y.unique().tolist()}); fitting needs {kind}."
+        )
     return y
 
 
@@ -178,9 +195,13 @@ class Detector:
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:
-            raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(...) before score(...).")
+            raise RuntimeError(
+                f"{type(self).__name__} is not fitted yet: call fit(...) before score(...)."
+            )
 
-    def _select_layers(self, data: FeatureSet, layers: str | Sequence[str] | None, default: str) -> list[str]:
+    def _select_layers(
+        self, data: FeatureSet, layers: str | Sequence[str] | None, default: str
+    ) -> list[str]:
         """Resolve ``layers``: a name, a list, ``"all"``, or None (= ``default``: "last" or "all")."""
         available = data.layers
         if layers is None:

@@ -52,7 +52,11 @@ def mc_dropout(model: nn.Module):
 
 
 def mc_predictions(
-    model: nn.Module, x: torch.Tensor, passes: int = 50, batch_size: int = 128, output: str = "softmax"
+    model: nn.Module,
+    x: torch.Tensor,
+    passes: int = 50,
+    batch_size: int = 128,
+    output: str = "softmax",
 ) -> torch.Tensor:
     """``(passes, N, K)`` MC-dropout outputs (``"softmax"`` or ``"logits"``), float32 on CPU."""
     if passes < 2:
@@ -88,7 +92,9 @@ class BU(Detector):
     Needs no fitting (``fit`` only checks the model); ``score(data)`` reads ``data.x``.
     """
 
-    def __init__(self, model: nn.Module, passes: int = 50, variant: str = "feinman", batch_size: int = 128) -> None:
+    def __init__(
+        self, model: nn.Module, passes: int = 50, variant: str = "feinman", batch_size: int = 128
+    ) -> None:
         if variant not in ("feinman", "official"):
             raise ValueError(f"variant must be 'feinman' or 'official', got {variant!r}.")
         if passes < 2:
@@ -114,7 +120,9 @@ class BU(Detector):
         else:
             x = as_feature_set(data).x
             if x is None:
-                raise ValueError("BU needs the images: pass a FeatureSet with x (or the image tensor).")
+                raise ValueError(
+                    "BU needs the images: pass a FeatureSet with x (or the image tensor)."
+                )
         check_finite(x.flatten(1), "Images")
         if self.variant == "feinman":
             p = mc_predictions(self.model, x, self.passes, self.batch_size, "softmax").double()

@@ -29,7 +29,9 @@ class ScoreLR(Detector):
     ``ScoreLR([KD().fit(train, y), BU(model)], per_layer=False)`` (KD+BU).
     """
 
-    def __init__(self, detectors: Detector | Sequence[Detector], per_layer: bool = True, C: float = 1.0) -> None:
+    def __init__(
+        self, detectors: Detector | Sequence[Detector], per_layer: bool = True, C: float = 1.0
+    ) -> None:
         self.detectors = detectors
         self.per_layer = per_layer
         self.C = C
@@ -47,7 +49,11 @@ class ScoreLR(Detector):
                     f"{type(det).__name__} inside ScoreLR is not fitted: fit it first (KD/MAHA on the "
                     "classifier's training features and labels, LID on clean reference features)."
                 )
-            s = det.score_layers(data) if self.per_layer and hasattr(det, "score_layers") else det.score(data)
+            s = (
+                det.score_layers(data)
+                if self.per_layer and hasattr(det, "score_layers")
+                else det.score(data)
+            )
             cols.append(np.asarray(s, dtype=np.float64).reshape(len(s), -1))
         z = np.concatenate(cols, 1)
         if not np.isfinite(z).all():
@@ -57,7 +63,9 @@ class ScoreLR(Detector):
     def fit(self, data: FeatureSet | dict, is_adv: ArrayLike) -> ScoreLR:
         z = self.features(data)
         y = check_labels(is_adv, len(z), "is_adv", binary=True).numpy()
-        self.pipeline_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=1000))
+        self.pipeline_ = make_pipeline(
+            StandardScaler(), LogisticRegression(C=self.C, max_iter=1000)
+        )
         self.pipeline_.fit(z, y)
         self.dims_ = {"scores": z.shape[1]}
         return self

@@ -23,14 +23,23 @@ import torch
 from monai.networks.layers.factories import Conv, Pool
 from torch import nn
 
-from hfc_edu.detectors.base import ArrayLike, Detector, FeatureSet, as_feature_set, check_finite, check_labels
+from hfc_edu.detectors.base import (
+    ArrayLike,
+    Detector,
+    FeatureSet,
+    as_feature_set,
+    check_finite,
+    check_labels,
+)
 from hfc_edu.features import FeatureExtractor
 
 
 class MapDetectorNet(nn.Module):
     """The per-layer conv net; ``(N, C, *spatial) -> (N,)`` logits. ``spatial_dims`` is 2 or 3."""
 
-    def __init__(self, in_channels: int, spatial_dims: int = 2, widths: tuple[int, int] = (96, 192)) -> None:
+    def __init__(
+        self, in_channels: int, spatial_dims: int = 2, widths: tuple[int, int] = (96, 192)
+    ) -> None:
         super().__init__()
         conv, pool = Conv[Conv.CONV, spatial_dims], Pool[Pool.MAX, spatial_dims]
         w1, w2 = widths
@@ -76,7 +85,9 @@ class DNN(Detector):
         score_batch_size: int = 128,
     ) -> None:
         if iters < 1 or batch_size < 1:
-            raise ValueError(f"iters and batch_size must be positive, got {iters} and {batch_size}.")
+            raise ValueError(
+                f"iters and batch_size must be positive, got {iters} and {batch_size}."
+            )
         self.extractor = extractor
         self.layers = layers
         self.iters = iters
@@ -100,9 +111,13 @@ class DNN(Detector):
     def _images(data: FeatureSet | torch.Tensor) -> torch.Tensor:
         x = data if isinstance(data, torch.Tensor) else as_feature_set(data).x
         if x is None:
-            raise ValueError("The DNN detector reads raw feature maps: pass a FeatureSet with x (the images).")
+            raise ValueError(
+                "The DNN detector reads raw feature maps: pass a FeatureSet with x (the images)."
+            )
         if x.ndim not in (4, 5):
-            raise ValueError(f"Images must be (N, C, H, W) or (N, C, D, H, W), got shape {tuple(x.shape)}.")
+            raise ValueError(
+                f"Images must be (N, C, H, W) or (N, C, D, H, W), got shape {tuple(x.shape)}."
+            )
         check_finite(x.flatten(1), "Images")
         return x
 
@@ -137,7 +152,9 @@ class DNN(Detector):
             idx = torch.randint(x.shape[0], (min(self.batch_size, x.shape[0]),), generator=g)
             maps = self._forward_maps(x[idx].to(dev))
             yb = y[idx].to(dev)
-            loss = sum(bce(net(maps[n]), yb) for n, net in zip(self.layer_order_, self.nets_, strict=True))
+            loss = sum(
+                bce(net(maps[n]), yb) for n, net in zip(self.layer_order_, self.nets_, strict=True)
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -156,8 +173,13 @@ class DNN(Detector):
                 maps = self._forward_maps(x[i : i + self.score_batch_size].to(dev))
                 for n in self.layer_order_:
                     if maps[n].shape[1] != self.dims_[n]:
-                        raise ValueError(f"Layer {n!r}: fitted on {self.dims_[n]} channels, got {maps[n].shape[1]}.")
-                probs = [net(maps[n]).double().sigmoid() for n, net in zip(self.layer_order_, self.nets_, strict=True)]
+                        raise ValueError(
+                            f"Layer {n!r}: fitted on {self.dims_[n]} channels, got {maps[n].shape[1]}."
+                        )
+                probs = [
+                    net(maps[n]).double().sigmoid()
+                    for n, net in zip(self.layer_order_, self.nets_, strict=True)
+                ]
                 out.append(torch.stack(probs, 1).cpu())
         return torch.cat(out).numpy()
 

@@ -102,7 +102,13 @@ class QFeat(_FeatureClassifier):
 class SVM(_FeatureClassifier):
     """RBF SVM on deep features (the HFC code's "SVM"); ``standardize`` adds a StandardScaler."""
 
-    def __init__(self, layer: str | None = None, C: float = 1.0, gamma: str | float = "scale", standardize: bool = False) -> None:
+    def __init__(
+        self,
+        layer: str | None = None,
+        C: float = 1.0,
+        gamma: str | float = "scale",
+        standardize: bool = False,
+    ) -> None:
         self.layer = layer
         self.C = C
         self.gamma = gamma

@@ -86,20 +86,28 @@ def cv_bandwidth(
         idx = idx[torch.randperm(len(idx), generator=g)]
         n_val = max(1, int(round(val_fraction * len(idx))))
         if len(idx) - n_val < 1:
-            raise ValueError(f"Class {int(c)} has {len(idx)} sample(s): too few for CV bandwidth selection.")
+            raise ValueError(
+                f"Class {int(c)} has {len(idx)} sample(s): too few for CV bandwidth selection."
+            )
         parts.append((x[idx[n_val:]], x[idx[:n_val]]))
     n_val_total = sum(len(v) for _, v in parts)
     d = x.shape[1]
     # squared distances once per class, reused for every bandwidth of the grid
-    blocks = [(squared_distances(v.to(torch.float64), f.to(torch.float64)), len(f)) for f, v in parts]
+    blocks = [
+        (squared_distances(v.to(torch.float64), f.to(torch.float64)), len(f)) for f, v in parts
+    ]
     scores = []
     for h in grid:
         const = -0.5 * d * math.log(2.0 * math.pi * h * h)
-        ll = sum(float((torch.logsumexp(d2 * (-0.5 / h**2), 1) - math.log(n)).sum()) for d2, n in blocks)
+        ll = sum(
+            float((torch.logsumexp(d2 * (-0.5 / h**2), 1) - math.log(n)).sum()) for d2, n in blocks
+        )
         scores.append(ll / n_val_total + const)
     best = int(np.argmax(scores))
     if best in (0, len(grid) - 1):
-        log.warning("CV bandwidth %.4g is at the edge of the grid; consider a wider grid.", grid[best])
+        log.warning(
+            "CV bandwidth %.4g is at the edge of the grid; consider a wider grid.", grid[best]
+        )
     return float(grid[best])
 
 
@@ -126,7 +134,9 @@ class KD(Detector):
     ) -> None:
         if isinstance(bandwidth, str):
             if bandwidth not in ("median", "cv"):
-                raise ValueError(f"bandwidth must be a positive float, 'median' or 'cv', got {bandwidth!r}.")
+                raise ValueError(
+                    f"bandwidth must be a positive float, 'median' or 'cv', got {bandwidth!r}."
+                )
         elif not bandwidth > 0:
             raise ValueError(f"bandwidth must be positive, got {bandwidth}.")
         self.bandwidth = bandwidth
@@ -157,7 +167,9 @@ class KD(Detector):
         data = as_feature_set(data)
         feats = self._score_layout(data)
         if data.pred is None:
-            raise ValueError("KD scores under the predicted class: pass a FeatureSet with pred or logits.")
+            raise ValueError(
+                "KD scores under the predicted class: pass a FeatureSet with pred or logits."
+            )
         pred = data.pred
         unknown = sorted(set(pred.unique().tolist()) - set(self.classes_.tolist()))
         if unknown:
@@ -167,11 +179,19 @@ class KD(Detector):
             for c, xc in self.data_[name].items():
                 m = pred == c
                 if m.any():
-                    out[m, j] = -gaussian_kde_log_density(t[m], xc, self.bandwidths_[name], self.chunk_size)
+                    out[m, j] = -gaussian_kde_log_density(
+                        t[m], xc, self.bandwidths_[name], self.chunk_size
+                    )
         return out.numpy()
 
     def score(self, data: FeatureSet | dict) -> np.ndarray:
         return self.score_layers(data)[:, -1]
 
 
-__all__ = ["KD", "cv_bandwidth", "gaussian_kde_log_density", "median_bandwidth", "squared_distances"]
+__all__ = [
+    "KD",
+    "cv_bandwidth",
+    "gaussian_kde_log_density",
+    "median_bandwidth",
+    "squared_distances",
+]

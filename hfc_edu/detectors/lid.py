@@ -48,7 +48,13 @@ def _lid_chunks(
     """LID of centred queries ``q`` (..., N, D) against centred references ``r`` (..., M, D),
     ``rn = ‖r‖²`` (..., M). Returns float64 LID (..., N) and a bool "float32-imprecise" flag (..., N)."""
     qn = (q * q).sum(-1, keepdim=True)
-    d2 = torch.matmul(q, r.transpose(-1, -2)).mul_(-2.0).add_(rn.unsqueeze(-2)).add_(qn).clamp_min_(0.0)
+    d2 = (
+        torch.matmul(q, r.transpose(-1, -2))
+        .mul_(-2.0)
+        .add_(rn.unsqueeze(-2))
+        .add_(qn)
+        .clamp_min_(0.0)
+    )
     if not skip_nearest:  # drop duplicates of the query (rounding-level distances)
         dup = 64.0 * torch.finfo(d2.dtype).eps
         d2.masked_fill_(d2 <= dup * (qn + rn.unsqueeze(-2)), float("inf"))
@@ -60,7 +66,9 @@ def _lid_chunks(
     # (1/k) Σ log(r_i/r_k) = ½ [(1/k) Σ_i log d2_i − log d2_k], over the k neighbours used.
     log_vals = vals.log()
     if skip_nearest:  # drop the nearest (its distance may be 0: mask it, do not subtract its log)
-        keep = torch.ones_like(vals, dtype=torch.bool).scatter_(-1, vals.argmin(-1, keepdim=True), False)
+        keep = torch.ones_like(vals, dtype=torch.bool).scatter_(
+            -1, vals.argmin(-1, keepdim=True), False
+        )
         sum_log = torch.where(keep, log_vals, 0.0).sum(-1)
         nearest_used = torch.where(keep, vals, float("inf")).min(-1).values
     else:
@@ -146,7 +154,9 @@ class LID(Detector):
         if batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {batch_size}.")
         if dtype not in ("auto", torch.float32, torch.float64):
-            raise ValueError(f"dtype must be 'auto', torch.float32 or torch.float64, got {dtype!r}.")
+            raise ValueError(
+                f"dtype must be 'auto', torch.float32 or torch.float64, got {dtype!r}."
+            )
         self.k = k
         self.batch_size = batch_size
         self.skip_nearest = skip_nearest
@@ -160,7 +170,9 @@ class LID(Detector):
         feats = self._fit_layout(data, self._select_layers(data, self.layers, "all"))
         m = len(data)
         if m < self.k + 1:
-            raise ValueError(f"LID with k={self.k} needs at least {self.k + 1} reference samples, got {m}.")
+            raise ValueError(
+                f"LID with k={self.k} needs at least {self.k + 1} reference samples, got {m}."
+            )
         self.k_ = min(self.k, min(self.batch_size, m) - 1)
         # Centre once on the reference mean (distances unchanged, less cancellation).
         self.mean_ = {n: t.to(torch.float64).mean(0) for n, t in feats.items()}
@@ -176,7 +188,10 @@ class LID(Detector):
         per_perm = m // b
         g = torch.Generator().manual_seed(self.seed)
         n_perm = -(-n_chunks // per_perm)
-        blocks = [torch.randperm(m, generator=g)[: per_perm * b].reshape(per_perm, b) for _ in range(n_perm)]
+        blocks = [
+            torch.randperm(m, generator=g)[: per_perm * b].reshape(per_perm, b)
+            for _ in range(n_perm)
+        ]
         return torch.cat(blocks)[:n_chunks]
 
     def _layer_lid(self, name: str, t: torch.Tensor, ref_idx: torch.Tensor) -> torch.Tensor:
@@ -186,7 +201,9 @@ class LID(Detector):
         first = torch.float32 if self.dtype == "auto" else self.dtype
         ref = self.reference32_[name] if first == torch.float32 else self.reference_[name]
 
-        def chunked(q: torch.Tensor) -> torch.Tensor:  # (N, D) -> (n_chunks, bs, D), last chunk padded
+        def chunked(
+            q: torch.Tensor,
+        ) -> torch.Tensor:  # (N, D) -> (n_chunks, bs, D), last chunk padded
             pad = n_chunks * bs - n
             if pad:
                 q = torch.cat([q, q[-1:].expand(pad, -1)])
@@ -201,7 +218,9 @@ class LID(Detector):
             if len(redo):  # recompute those chunks in float64
                 q64 = chunked(t.to(torch.float64) - mean)[redo]
                 r64 = self.reference_[name][ref_idx[redo]]
-                lid[redo] = _lid_chunks(q64, r64, (r64 * r64).sum(-1), self.k_, self.skip_nearest)[0]
+                lid[redo] = _lid_chunks(q64, r64, (r64 * r64).sum(-1), self.k_, self.skip_nearest)[
+                    0
+                ]
         return lid.flatten()[:n]
 
     def score_layers(self, data: FeatureSet | dict) -> np.ndarray:

@@ -27,7 +27,9 @@ from hfc_edu.detectors.base import ArrayLike, Detector, FeatureSet, as_feature_s
 log = logging.getLogger(__name__)
 
 
-def shrunk_covariance(x: torch.Tensor, method: str | float | None = "ledoit_wolf") -> tuple[torch.Tensor, float]:
+def shrunk_covariance(
+    x: torch.Tensor, method: str | float | None = "ledoit_wolf"
+) -> tuple[torch.Tensor, float]:
     """Covariance of already-centred ``x`` (N, D) in float64, and the shrinkage used.
 
     ``method``: ``"ledoit_wolf"``, ``"oas"``, a float in [0, 1] (fixed shrinkage towards
@@ -45,7 +47,9 @@ def shrunk_covariance(x: torch.Tensor, method: str | float | None = "ledoit_wolf
         mu = np.trace(emp) / emp.shape[0]
         cov, s = (1 - method) * emp + method * mu * np.eye(emp.shape[0]), float(method)
     else:
-        raise ValueError(f"shrinkage must be 'ledoit_wolf', 'oas', a float in [0, 1] or None, got {method!r}.")
+        raise ValueError(
+            f"shrinkage must be 'ledoit_wolf', 'oas', a float in [0, 1] or None, got {method!r}."
+        )
     return torch.from_numpy(np.ascontiguousarray(cov)), float(s)
 
 
@@ -58,10 +62,15 @@ def cholesky_with_jitter(cov: torch.Tensor, max_tries: int = 8) -> torch.Tensor:
         chol, info = torch.linalg.cholesky_ex(cov + jitter * eye)
         if int(info) == 0:
             if jitter:
-                log.warning("Covariance was not positive definite; added jitter %.3g to its diagonal.", jitter)
+                log.warning(
+                    "Covariance was not positive definite; added jitter %.3g to its diagonal.",
+                    jitter,
+                )
             return chol
         jitter = scale * 1e-10 * 10**i
-    raise ValueError("The covariance is not positive definite even with jitter; use shrinkage='ledoit_wolf'.")
+    raise ValueError(
+        "The covariance is not positive definite even with jitter; use shrinkage='ledoit_wolf'."
+    )
 
 
 class ClassGaussians:
@@ -76,7 +85,9 @@ class ClassGaussians:
 
     FLOAT32_MAX_COND = 1e4
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, shrinkage: str | float | None = "ledoit_wolf") -> None:
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, shrinkage: str | float | None = "ledoit_wolf"
+    ) -> None:
         x = x.to(torch.float64)
         self.classes = y.unique()
         self.means = torch.stack([x[y == c].mean(0) for c in self.classes])  # (K, D)
@@ -88,7 +99,9 @@ class ClassGaussians:
         self.center = x.mean(0)  # distances are translation invariant; centring limits cancellation
         eye = torch.eye(x.shape[1], dtype=torch.float64)
         self.whitening = torch.linalg.solve_triangular(self.chol, eye, upper=False)  # L⁻¹
-        self._w32 = self.whitening.float() if self.condition_number <= self.FLOAT32_MAX_COND else None
+        self._w32 = (
+            self.whitening.float() if self.condition_number <= self.FLOAT32_MAX_COND else None
+        )
         self.white_means = self.whiten(self.means)  # (K, D) float64
 
     def whiten(self, h: torch.Tensor) -> torch.Tensor:
@@ -101,7 +114,11 @@ class ClassGaussians:
         """``(N, D) -> (N, K)`` squared Mahalanobis distances to every class mean (float64).
 
         ``precise=False`` allows the float32 fast path (see the class docstring)."""
-        if not precise and self._w32 is not None and not (torch.is_grad_enabled() and h.requires_grad):
+        if (
+            not precise
+            and self._w32 is not None
+            and not (torch.is_grad_enabled() and h.requires_grad)
+        ):
             # float32 fast path: centred, whitened features in float32 (~1e-6 relative error).
             dev = h.device
             w = (h.float() - self.center.to(dev, torch.float32)) @ self._w32.to(dev).T
@@ -109,7 +126,9 @@ class ClassGaussians:
         else:
             w = self.whiten(h)
             wm = self.white_means.to(w.device)
-        d2 = torch.addmm((wm * wm).sum(1)[None], w, wm.T, alpha=-2.0).add_((w * w).sum(1, keepdim=True))
+        d2 = torch.addmm((wm * wm).sum(1)[None], w, wm.T, alpha=-2.0).add_(
+            (w * w).sum(1, keepdim=True)
+        )
         return d2.clamp_min_(0.0).double()
 
     def score(self, h: torch.Tensor) -> torch.Tensor:
@@ -149,7 +168,9 @@ class MAHA(Detector):
         if magnitude < 0:
             raise ValueError(f"magnitude must be >= 0, got {magnitude}.")
         if magnitude > 0 and extractor is None:
-            raise ValueError("Input pre-processing (magnitude > 0) needs the FeatureExtractor: pass extractor=fx.")
+            raise ValueError(
+                "Input pre-processing (magnitude > 0) needs the FeatureExtractor: pass extractor=fx."
+            )
         self.layers = layers
         self.shrinkage = shrinkage
         self.magnitude = magnitude
@@ -181,7 +202,9 @@ class MAHA(Detector):
             cols = [self.gaussians_[n].score(t) for n, t in feats.items()]
             return torch.stack(cols, 1).numpy()
         if data.x is None:
-            raise ValueError("MAHA with input pre-processing needs the images: pass a FeatureSet with x.")
+            raise ValueError(
+                "MAHA with input pre-processing needs the images: pass a FeatureSet with x."
+            )
         return self._preprocessed_scores(data.x).numpy()
 
     def score(self, data: FeatureSet | dict) -> np.ndarray:
@@ -213,7 +236,9 @@ class MAHA(Detector):
                 with torch.inference_mode():
                     for j, name in enumerate(layers):
                         _, f2 = fx(xb.detach() + steps[j])
-                        out[i : i + len(xb), j] = self.gaussians_[name].score(f2[name].double().cpu())
+                        out[i : i + len(xb), j] = self.gaussians_[name].score(
+                            f2[name].double().cpu()
+                        )
         finally:
             model.train(was_training)
             for p, r in zip(params, req, strict=True):

@@ -89,3 +89,27 @@ def get_classifier(
         },
     )
     return TrainedModel(model, data, result.test, result.history, result.best_epoch, result.seconds, False, str(path))
+
+
+# The classifiers the book's chapters use, trained once per machine into the checkpoint cache
+# (`hfc-edu prepare` trains them all; CI runs it before the notebooks). A chapter that needs a new
+# (task, size, arch) adds it here.
+BOOK_MODELS: list[dict] = [
+    {"task": "chest_xray", "size": 128},
+    {"task": "chest_xray", "size": 28},
+    {"task": "chest_xray", "size": 28, "arch": "compact_resnet_narrow"},
+    {"task": "chest_xray", "size": 28, "arch": "compact_resnet_wide"},
+    {"task": "fundus", "size": 28},
+    {"task": "dermoscopy"},
+    {"task": "cifar10"},
+    {"task": "adrenal3d", "size": 28},
+]
+
+
+def prepare_book_models(progress: bool = True, device: torch.device | str | None = None) -> list[TrainedModel]:
+    """Train (or load) every classifier in :data:`BOOK_MODELS` with the book profile."""
+    out = []
+    for spec in BOOK_MODELS:
+        torch.manual_seed(0)
+        out.append(get_classifier(profile="book", progress=progress, device=device, **spec))
+    return out

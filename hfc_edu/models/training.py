@@ -29,6 +29,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     flip: bool = True  # random flips along the last spatial axis
     augment: bool = True  # random affine (scale, shift, rotation) and intensity jitter
+    augment_strength: float = 1.0  # scales the affine and intensity ranges
     class_weighted: bool = True  # inverse-frequency class weights in the loss
     label_smoothing: float = 0.0
     select: str = "auc"  # validation criterion for model selection: "auc" or "loss"
@@ -45,8 +46,11 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def augment_batch(x: torch.Tensor, gen: torch.Generator, flip: bool = True, affine: bool = True) -> torch.Tensor:
-    """Random flips, affine jitter (scale 0.9-1.1, shift 8%, rotation 10 deg, 2D) and intensity jitter.
+def augment_batch(
+    x: torch.Tensor, gen: torch.Generator, flip: bool = True, affine: bool = True, strength: float = 1.0
+) -> torch.Tensor:
+    """Random flips, affine jitter (scale 0.9-1.1, shift 8%, rotation 10 deg, 2D) and intensity
+    jitter (gain 0.85-1.15, bias 0.05); ``strength`` scales every range.
 
     ``x``: ``(N, C, H, W)`` or ``(N, C, D, H, W)`` in [0, 1]; the result stays in [0, 1].
     """
@@ -58,17 +62,17 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, flip: bool = True, affi
     if not affine:
         return x
     if nd == 2:
-        ang = (torch.rand(n, generator=gen) - 0.5) * (2 * np.pi / 18)
-        sc = 1 + (torch.rand(n, generator=gen) - 0.5) * 0.2
-        sh = (torch.rand(n, 2, generator=gen) - 0.5) * 0.16
+        ang = (torch.rand(n, generator=gen) - 0.5) * (2 * np.pi / 18) * strength
+        sc = 1 + (torch.rand(n, generator=gen) - 0.5) * 0.2 * strength
+        sh = (torch.rand(n, 2, generator=gen) - 0.5) * 0.16 * strength
         theta = torch.zeros(n, 2, 3)
         theta[:, 0, 0], theta[:, 0, 1] = torch.cos(ang) / sc, -torch.sin(ang) / sc
         theta[:, 1, 0], theta[:, 1, 1] = torch.sin(ang) / sc, torch.cos(ang) / sc
         theta[:, :, 2] = sh
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
-    gain = 1 + (torch.rand(n, generator=gen) - 0.5) * 0.3
-    bias = (torch.rand(n, generator=gen) - 0.5) * 0.1
+    gain = 1 + (torch.rand(n, generator=gen) - 0.5) * 0.3 * strength
+    bias = (torch.rand(n, generator=gen) - 0.5) * 0.1 * strength
     return (x * gain.view(view) + bias.view(view)).clamp_(0, 1)
 
 
@@ -145,7 +149,7 @@ def train_classifier(
         for i in range(0, len(x), cfg.batch_size):
             idx = perm[i : i + cfg.batch_size]
             xb, yb = x[idx], y[idx]
-            xb = augment_batch(xb, gen, flip=cfg.flip, affine=cfg.augment)
+            xb = augment_batch(xb, gen, flip=cfg.flip, affine=cfg.augment, strength=cfg.augment_strength)
             xb, yb = xb.to(dev), yb.to(dev)
             loss = F.cross_entropy(model(xb), yb, weight=weight, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
