@@ -131,21 +131,24 @@ def bench_workload(name, model, x, y, args, torchattacks, device, amp: str):
 
 def bench_sweep(name, model, x, y, args, device, eps_list):
     print(f"\n### {name}: {len(eps_list)}-ε sweep, x {tuple(x.shape)}")
-    atk = PGD(model, eps=EPS, steps=STEPS, random_start=None)
-    seq = [atk(x, y, eps=e) for e in eps_list]
-    one = atk(x, y, eps=eps_list)
+    seq_atk = PGD(model, eps=EPS, steps=STEPS, random_start=None)
+    auto_atk = PGD(model, eps=EPS, steps=STEPS, random_start=None)  # sweep_batch="auto"
+    all_atk = PGD(model, eps=EPS, steps=STEPS, random_start=None, sweep_batch=None)
+    seq = [seq_atk(x, y, eps=e) for e in eps_list]
+    one = all_atk(x, y, eps=eps_list)
     diff = max((a - b).abs().max().item() for a, b in zip(seq, one, strict=True))
     print(f"  gate: max |sweep - sequential| = {diff:.2e}")
     methods = {
-        "sequential (4 calls)": lambda: [atk(x, y, eps=e) for e in eps_list],
-        "one call, eps=[...]": lambda: atk(x, y, eps=eps_list),
+        "sequential (4 calls)": lambda: [seq_atk(x, y, eps=e) for e in eps_list],
+        "eps=[...] auto": lambda: auto_atk(x, y, eps=eps_list),
+        "eps=[...] all in one pass": lambda: all_atk(x, y, eps=eps_list),
     }
     times = interleaved(methods, args.rounds, device)
     report(
         f"{name}: ε sweep",
         times,
         len(x) * len(eps_list),
-        [("one call, eps=[...]", "sequential (4 calls)")],
+        [(m, "sequential (4 calls)") for m in ("eps=[...] auto", "eps=[...] all in one pass")],
     )
 
 
@@ -157,7 +160,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default 1 on CPU)")
     p.add_argument(
-        "--only", choices=["2d", "3d", "sweep"], nargs="*", default=["2d", "3d", "sweep"]
+        "--only",
+        choices=["2d", "3d", "sweep", "sweep18"],
+        nargs="*",
+        default=["2d", "3d", "sweep", "sweep18"],
+        help="workloads (sweep18: the ε sweep on ResNet-18 64 px, slow on CPU)",
     )
     p.add_argument("--amp", default=None, help="amp dtype (default bf16 on CPU, fp16 on CUDA)")
     args = p.parse_args()
@@ -185,7 +192,7 @@ def main() -> None:
         )
     )
     torch.manual_seed(0)
-    if "2d" in args.only or "sweep" in args.only:
+    if "2d" in args.only or "sweep18" in args.only:
         m2 = build_model("resnet18", 3, 2, image_size=64).to(device).eval()
     if "2d" in args.only:
         x = torch.rand(64, 3, 64, 64, device=device)
@@ -196,12 +203,20 @@ def main() -> None:
         x = torch.rand(8, 1, 32, 32, 32, device=device)
         y = torch.randint(0, 2, (8,), device=device)
         bench_workload("3D compact ResNet", m3, x, y, args, torchattacks, device, amp)
+    eps_list = [1 / 255, 2 / 255, 4 / 255, 8 / 255]
     if "sweep" in args.only:
+        m = build_model("compact_resnet", 1, 2, image_size=28).to(device).eval()
+        x = torch.rand(8, 1, 28, 28, device=device)
+        y = torch.randint(0, 2, (8,), device=device)
+        bench_sweep("2D compact ResNet 28 px, N=8", m, x, y, args, device, eps_list)
+        m = build_model("compact_resnet", 1, 2, spatial_dims=3, image_size=16).to(device).eval()
+        x = torch.rand(4, 1, 16, 16, 16, device=device)
+        y = torch.randint(0, 2, (4,), device=device)
+        bench_sweep("3D compact ResNet 16³, N=4", m, x, y, args, device, eps_list)
+    if "sweep18" in args.only:
         x = torch.rand(8, 3, 64, 64, device=device)
         y = torch.randint(0, 2, (8,), device=device)
-        bench_sweep(
-            "2D ResNet-18, N=8", m2, x, y, args, device, [1 / 255, 2 / 255, 4 / 255, 8 / 255]
-        )
+        bench_sweep("2D ResNet-18 64 px, N=8", m2, x, y, args, device, eps_list)
 
 
 if __name__ == "__main__":

@@ -127,10 +127,13 @@ def test_eps_sweep_matches_sequential_calls(model2d):
         torch.testing.assert_close(r.x_adv, single.x_adv, atol=1e-6, rtol=0)
         assert torch.equal(r.success, single.success)
         assert (r.linf <= e + 1e-6).all()
-    # groups of at most sweep_batch images give the same answer
-    small = bim(model2d, x, y, eps=eps, steps=4, sweep_batch=len(x))
-    for a, b in zip(sweep, small, strict=True):
-        torch.testing.assert_close(a.x_adv, b.x_adv, atol=1e-6, rtol=0)
+    # one ε per pass, all in one pass, and the default "auto" give the same answer
+    for sb in (len(x), None):
+        other = bim(model2d, x, y, eps=eps, steps=4, sweep_batch=sb)
+        for a, b in zip(sweep, other, strict=True):
+            torch.testing.assert_close(a.x_adv, b.x_adv, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="sweep_batch"):
+        bim(model2d, x, y, eps=eps, steps=1, sweep_batch=0)
     # classes take an eps list as an override
     xs = PGD(model2d, eps=EPS, steps=2, random_start=None)(x, y, eps=eps)
     assert isinstance(xs, list) and len(xs) == 4

@@ -75,7 +75,7 @@ class PGD(_Gradient):
         amp: Amp = None,
         output_fn: OutputFn | None = None,
         generator: torch.Generator | None = None,
-        sweep_batch: int | None = 256,
+        sweep_batch: int | str | None = "auto",
     ) -> None:
         super().__init__(
             model, eps=eps, alpha=alpha, steps=steps, norm=norm, targeted=targeted, loss=loss,
@@ -100,7 +100,7 @@ class BIM(_Gradient):
         early_stop: int | None = None,
         amp: Amp = None,
         output_fn: OutputFn | None = None,
-        sweep_batch: int | None = 256,
+        sweep_batch: int | str | None = "auto",
     ) -> None:
         super().__init__(
             model, eps=eps, alpha=alpha, steps=steps, norm="linf", targeted=targeted, loss=loss,
@@ -122,7 +122,7 @@ class FGSM(_Gradient):
         kappa: float = 0.0,
         amp: Amp = None,
         output_fn: OutputFn | None = None,
-        sweep_batch: int | None = 256,
+        sweep_batch: int | str | None = "auto",
     ) -> None:
         super().__init__(
             model, eps=eps, steps=1, alpha_factor=1.0, norm="linf", targeted=targeted, loss=loss,
@@ -147,7 +147,7 @@ class MIM(_Gradient):
         early_stop: int | None = None,
         amp: Amp = None,
         output_fn: OutputFn | None = None,
-        sweep_batch: int | None = 256,
+        sweep_batch: int | str | None = "auto",
     ) -> None:
         super().__init__(
             model, eps=eps, alpha=alpha, steps=steps, momentum=decay, norm="linf",
@@ -173,7 +173,7 @@ class CWLinf(_Gradient):
         amp: Amp = None,
         output_fn: OutputFn | None = None,
         generator: torch.Generator | None = None,
-        sweep_batch: int | None = 256,
+        sweep_batch: int | str | None = "auto",
     ) -> None:
         super().__init__(
             model, eps=eps, alpha=alpha, steps=steps, norm="linf", targeted=targeted, loss="cw",

@@ -208,11 +208,31 @@ def _attack_batch(
         return evaluate(fwd, x, x_adv, y, targeted, eps_n, done)
 
 
-def _eps_groups(eps: Sequence[float], n: int, max_batch: int | None) -> list[list[int]]:
-    """Indices of ε values run together, each group with at most ``max_batch`` images."""
-    per = len(eps) if max_batch is None else max(1, max_batch // n)
-    idx = list(range(len(eps)))
-    return [idx[i : i + per] for i in range(0, len(idx), per)]
+SWEEP_CPU_ELEMENTS = 2**16
+
+
+def _eps_groups(n_eps: int, x: torch.Tensor, sweep_batch: int | str | None) -> list[list[int]]:
+    """Indices of the ε values run together in one pass (copies of the batch stacked on dim 0).
+
+    ``sweep_batch``: max images per pass (int), None (all ε in one pass) or ``"auto"``: on
+    CPU, stack while the pass holds at most ``SWEEP_CPU_ELEMENTS`` input values (measured: 4 ε
+    on 8 images of 28² px take 0.89× the time of 4 calls, on 8 of 64² px 1.31×: large
+    activations fall out of the cache); on GPUs, all at once.
+    """
+    n = x.shape[0]
+    if sweep_batch == "auto":
+        if x.device.type == "cpu":
+            per = max(1, SWEEP_CPU_ELEMENTS // (n * x[0].numel()))
+        else:
+            per = n_eps
+    elif sweep_batch is None:
+        per = n_eps
+    elif isinstance(sweep_batch, int) and not isinstance(sweep_batch, bool) and sweep_batch >= 1:
+        per = max(1, sweep_batch // n)
+    else:
+        raise ValueError(f"sweep_batch must be 'auto', None or an int >= 1, got {sweep_batch!r}.")
+    idx = list(range(n_eps))
+    return [idx[i : i + per] for i in range(0, n_eps, per)]
 
 
 def gradient_attack(
@@ -235,7 +255,7 @@ def gradient_attack(
     amp: Amp = None,
     output_fn: OutputFn | None = None,
     generator: torch.Generator | None = None,
-    sweep_batch: int | None = 256,
+    sweep_batch: int | str | None = "auto",
     alpha_factor: float | None = None,
     return_result: bool = True,
 ) -> Result | torch.Tensor | list[torch.Tensor]:
@@ -296,7 +316,7 @@ def gradient_attack(
         raise ValueError("delta0 is not supported with several eps; use a generator instead.")
     n = x.shape[0]
     out: list = []
-    for group in _eps_groups(eps_list, n, sweep_batch):
+    for group in _eps_groups(len(eps_list), x, sweep_batch):
         k = len(group)
         e = torch.tensor([eps_list[i] for i in group], dtype=x.dtype, device=x.device)
         a = None
@@ -339,8 +359,8 @@ _COMMON_ARGS = """
         x: clean images in [0, 1], ``(N, C, H, W)`` or ``(N, C, D, H, W)``.
         y: ``(N,)`` true classes (untargeted) or target classes (``targeted=True``).
         eps: budget: a float, an ``(N,)`` tensor (one per sample), or a list of floats
-            (one attack per ε, returned as a list; the copies of the batch are stacked
-            along dim 0, at most ``sweep_batch`` images per pass).
+            (one attack per ε, returned as a list; copies of the batch are stacked along
+            dim 0 when it pays, see ``sweep_batch``: "auto", None = all, or max images).
         alpha: step size: float, ``(N,)`` tensor, list (with an ε list) or None (default).
         targeted: minimise the loss towards ``y`` as targets instead of away from ``y``.
         loss: ``"ce"``, ``"cw"`` (margin with confidence ``kappa``) or a
@@ -376,7 +396,7 @@ def pgd(
     amp: Amp = None,
     output_fn: OutputFn | None = None,
     generator: torch.Generator | None = None,
-    sweep_batch: int | None = 256,
+    sweep_batch: int | str | None = "auto",
 ) -> Result:
     """Projected gradient descent (Madry et al. 2018) in the L∞ or L2 ball.
 
@@ -407,7 +427,7 @@ def bim(
     early_stop: int | None = None,
     amp: Amp = None,
     output_fn: OutputFn | None = None,
-    sweep_batch: int | None = 256,
+    sweep_batch: int | str | None = "auto",
 ) -> Result:
     """Basic iterative method / I-FGSM (Kurakin et al. 2017): L∞ PGD without random start.
 
@@ -432,7 +452,7 @@ def fgsm(
     y_true: torch.Tensor | None = None,
     amp: Amp = None,
     output_fn: OutputFn | None = None,
-    sweep_batch: int | None = 256,
+    sweep_batch: int | str | None = "auto",
 ) -> Result:
     """Fast gradient sign method (Goodfellow et al. 2015): one step ``x − ε·sign(∇loss)``."""
     return gradient_attack(
@@ -457,7 +477,7 @@ def mim(
     early_stop: int | None = None,
     amp: Amp = None,
     output_fn: OutputFn | None = None,
-    sweep_batch: int | None = 256,
+    sweep_batch: int | str | None = "auto",
 ) -> Result:
     """Momentum iterative FGSM (Dong et al. 2018), L∞, no random start.
 
@@ -488,7 +508,7 @@ def cw_linf(
     amp: Amp = None,
     output_fn: OutputFn | None = None,
     generator: torch.Generator | None = None,
-    sweep_batch: int | None = 256,
+    sweep_batch: int | str | None = "auto",
 ) -> Result:
     """ "CW-L∞" as the papers use it: L∞ iterative sign steps on the CW margin loss.
 
