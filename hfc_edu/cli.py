@@ -19,7 +19,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     tcfg = default_train_config(cfg.profile, args.seed)
     if args.epochs:
         tcfg = replace(tcfg, epochs=args.epochs)
-    print(f"hfc-edu {__version__}: profile {cfg.profile.name}, device {cfg.device}, task {args.task}")
+    print(
+        f"hfc-edu {__version__}: profile {cfg.profile.name}, device {cfg.device}, task {args.task}"
+    )
     tm = get_classifier(
         args.task,
         arch=args.arch,
@@ -36,8 +38,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if d.notes:
         print("notes    " + " ".join(d.notes))
     state = "loaded from cache" if tm.from_cache else f"trained in {tm.seconds:.0f} s"
-    print(f"model    {tm.model.config['arch']} ({sum(p.numel() for p in tm.model.parameters()):,} parameters), {state}, best epoch {tm.best_epoch}")
-    print(f"test     accuracy {tm.test['accuracy']:.3f}  balanced accuracy {tm.test['balanced_accuracy']:.3f}  AUC {tm.test['auc']:.3f}")
+    print(
+        f"model    {tm.model.config['arch']} ({sum(p.numel() for p in tm.model.parameters()):,} parameters), {state}, best epoch {tm.best_epoch}"
+    )
+    print(
+        f"test     accuracy {tm.test['accuracy']:.3f}  balanced accuracy {tm.test['balanced_accuracy']:.3f}  AUC {tm.test['auc']:.3f}"
+    )
     print(f"saved    {tm.path}")
     return 0
 
@@ -49,7 +55,9 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     cfg = hfc_edu.setup(seed=0, profile="book", device=args.device)
     for tm in prepare_book_models(progress=not args.quiet, device=cfg.device):
         state = "cached" if tm.from_cache else f"trained in {tm.seconds:.0f} s"
-        print(f"{tm.data.name:22s} {tm.model.config['arch']:22s} acc {tm.test['accuracy']:.3f}  AUC {tm.test['auc']:.3f}  ({state})")
+        print(
+            f"{tm.data.name:22s} {tm.model.config['arch']:22s} acc {tm.test['accuracy']:.3f}  AUC {tm.test['auc']:.3f}  ({state})"
+        )
     return 0
 
 
@@ -69,13 +77,19 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hfc-edu", description="Adversarial attacks, detectors and HFC on medical images.")
+    p = argparse.ArgumentParser(
+        prog="hfc-edu", description="Adversarial attacks, detectors and HFC on medical images."
+    )
     p.add_argument("--version", action="version", version=f"hfc-edu {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train (or load from cache) and evaluate a classifier")
-    t.add_argument("--task", default="chest_xray", help="task name (see `hfc-edu data`); default chest_xray")
-    t.add_argument("--size", type=int, default=None, help="image size in px (default: the task's book size)")
+    t.add_argument(
+        "--task", default="chest_xray", help="task name (see `hfc-edu data`); default chest_xray"
+    )
+    t.add_argument(
+        "--size", type=int, default=None, help="image size in px (default: the task's book size)"
+    )
     t.add_argument("--arch", default=None, help="model architecture (default: the profile's)")
     t.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     t.add_argument("--profile", default=None, help="book (default) or paper; also $HFC_EDU_PROFILE")

@@ -104,7 +104,7 @@ def get_profile(name: str | None = None) -> Profile:
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA)."""
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 (seeds legacy global-state users, e.g. scikit-learn defaults)
     torch.manual_seed(seed)
 
 

@@ -136,9 +136,15 @@ class FeatureExtractor(nn.Module):
                 continue
             block = dict(model.named_modules())[mod.rsplit(".act", 1)[0]]
             if name.endswith(".out"):
-                out[name] = block.bn2.num_features if isinstance(block, ResNetBlock) else block.bn3.num_features
+                out[name] = (
+                    block.bn2.num_features
+                    if isinstance(block, ResNetBlock)
+                    else block.bn3.num_features
+                )
             else:
-                out[name] = block.bn1.num_features if name.endswith("relu1") else block.bn2.num_features
+                out[name] = (
+                    block.bn1.num_features if name.endswith("relu1") else block.bn2.num_features
+                )
         return out
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

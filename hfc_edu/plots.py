@@ -38,7 +38,9 @@ def image_grid(
     """Images ``(N, C, H, W)`` or ``(N, C, D, H, W)`` (middle slice) in a grid; returns the figure."""
     n = len(x)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)), squeeze=False
+    )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
@@ -85,7 +87,9 @@ def perturbation_rows(
             ax.set_yticks([])
         if row_titles is not None:
             axes[i, 0].set_ylabel(row_titles[i], fontsize=8)
-    heads = ["clean", "perturbation", "adversarial"] + (["|gradient|"] if overlay is not None else [])
+    heads = ["clean", "perturbation", "adversarial"] + (
+        ["|gradient|"] if overlay is not None else []
+    )
     for ax, h in zip(axes[0], heads, strict=False):
         ax.set_title(h, fontsize=9)
     fig.colorbar(im, ax=axes[:, 1].tolist(), shrink=0.6, label="δ (pixel units)")
@@ -105,14 +109,26 @@ def line_plot(
 ):
     """A seaborn ``relplot`` of lines with markers; returns the FacetGrid's figure."""
     g = sns.relplot(
-        data=df, x=x, y=y, hue=hue, style=style or hue, col=col, kind="line", markers=True,
-        dashes=False, height=height, aspect=1.2, facet_kws={"sharey": True},
+        data=df,
+        x=x,
+        y=y,
+        hue=hue,
+        style=style or hue,
+        col=col,
+        kind="line",
+        markers=True,
+        dashes=False,
+        height=height,
+        aspect=1.2,
+        facet_kws={"sharey": True},
     )
     g.set_axis_labels(xlabel or x, ylabel or y)
     return g.figure
 
 
-def roc_plot(scores: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str | None = None, ax=None):
+def roc_plot(
+    scores: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str | None = None, ax=None
+):
     """ROC curves: ``{label: (negative scores, positive scores)}``; higher score = positive."""
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
@@ -134,7 +150,9 @@ def embedding_plot(emb: np.ndarray, groups: Sequence[str], ax=None, title: str |
     """2D embedding ``(N, 2)`` coloured and marked by group label."""
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
-    sns.scatterplot(x=emb[:, 0], y=emb[:, 1], hue=list(groups), style=list(groups), s=14, ax=ax, alpha=0.8)
+    sns.scatterplot(
+        x=emb[:, 0], y=emb[:, 1], hue=list(groups), style=list(groups), s=14, ax=ax, alpha=0.8
+    )
     ax.set_xticks([])
     ax.set_yticks([])
     if title:

@@ -75,7 +75,9 @@ def test_checksum_failure_is_an_error_and_file_not_kept(tmp_path, monkeypatch):
     from monai.apps.utils import HashCheckError
 
     monkeypatch.setenv("HFC_EDU_DATA", str(tmp_path))
-    monkeypatch.setattr(dl, "download_url", _raise(HashCheckError("md5 hash check of downloaded file failed")))
+    monkeypatch.setattr(
+        dl, "download_url", _raise(HashCheckError("md5 hash check of downloaded file failed"))
+    )
     with pytest.raises(ChecksumError, match="official MD5"):
         load_medmnist("nodulemnist3d", 64)
     assert not (tmp_path / "medmnist" / "nodulemnist3d_64.npz").exists()

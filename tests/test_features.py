@@ -10,8 +10,14 @@ from hfc_edu.features import FeatureExtractor, global_average_pool
 from hfc_edu.models import build_model
 
 EXPECTED_COMPACT = [
-    ("stem", 16), ("layer1.0.relu1", 16), ("layer1.0.out", 16), ("layer2.0.relu1", 32),
-    ("layer2.0.out", 32), ("layer3.0.relu1", 64), ("layer3.0.out", 64), ("layer4.0.relu1", 128),
+    ("stem", 16),
+    ("layer1.0.relu1", 16),
+    ("layer1.0.out", 16),
+    ("layer2.0.relu1", 32),
+    ("layer2.0.out", 32),
+    ("layer3.0.relu1", 64),
+    ("layer3.0.out", 64),
+    ("layer4.0.relu1", 128),
     ("layer4.0.out", 128),
 ]
 
@@ -38,7 +44,9 @@ def test_raw_maps_and_block_selection():
     assert list(feats) == ["stem", "layer1.0.out", "layer2.0.out", "layer3.0.out", "layer4.0.out"]
     # 32 px uses the small-input stem (3x3, stride 1, no max-pool): 32 -> 32 -> 4
     assert feats["stem"].shape == (2, 16, 32, 32) and feats["layer4.0.out"].shape == (2, 128, 4, 4)
-    assert torch.allclose(global_average_pool(feats["layer2.0.out"]), feats["layer2.0.out"].mean((2, 3)))
+    assert torch.allclose(
+        global_average_pool(feats["layer2.0.out"]), feats["layer2.0.out"].mean((2, 3))
+    )
 
 
 def test_resnet50_has_three_relus_per_bottleneck():

@@ -31,7 +31,9 @@ def _toy(n=96, size=16, dims=2, seed=0) -> ImageDataset:
 @pytest.mark.parametrize("dims", [2, 3])
 @pytest.mark.parametrize("arch", ["compact_resnet", "resnet18"])
 def test_build_model_shapes(arch, dims):
-    m = build_model(arch, in_channels=2, num_classes=3, spatial_dims=dims, image_size=16, dropout=0.3).eval()
+    m = build_model(
+        arch, in_channels=2, num_classes=3, spatial_dims=dims, image_size=16, dropout=0.3
+    ).eval()
     x = torch.rand(2, 2, *([16] * dims))
     assert m(x).shape == (2, 3)
     assert m.dropout.p == 0.3
@@ -65,7 +67,11 @@ def test_training_twice_gives_identical_parameters():
         torch.manual_seed(0)
         m = build_model("compact_resnet", 1, 2, image_size=16)
         train_classifier(m, data, cfg, progress=False)
-        params.append(torch.cat([p.detach().flatten() for p in m.state_dict().values() if p.is_floating_point()]))
+        params.append(
+            torch.cat(
+                [p.detach().flatten() for p in m.state_dict().values() if p.is_floating_point()]
+            )
+        )
     assert torch.equal(params[0], params[1])
 
 
@@ -107,4 +113,6 @@ def test_book_classifier_on_128px_chest_xrays():
     tm = get_classifier("chest_xray", size=128, progress=False)
     assert tm.test["accuracy"] >= 0.85, tm.test
     assert tm.test["auc"] >= 0.90, tm.test
-    print(f"chest_xray_128: {tm.test} in {time.perf_counter() - start:.0f} s (cache: {tm.from_cache})")
+    print(
+        f"chest_xray_128: {tm.test} in {time.perf_counter() - start:.0f} s (cache: {tm.from_cache})"
+    )

@@ -20,7 +20,19 @@ from hfc_edu.data.registry import MEDMNIST
 from hfc_edu.data.root import cache_dir, cache_root, data_root
 
 __all__ = [
-    "MEDMNIST", "TASKS", "ChecksumError", "DataNotFoundError", "ImageDataset", "cache_dir",
-    "cache_root", "data_root", "load_chest_xray", "load_cifar10", "load_cifar100_subset",
-    "load_dermoscopy", "load_fundus", "load_medmnist", "load_task",
+    "MEDMNIST",
+    "TASKS",
+    "ChecksumError",
+    "DataNotFoundError",
+    "ImageDataset",
+    "cache_dir",
+    "cache_root",
+    "data_root",
+    "load_chest_xray",
+    "load_cifar10",
+    "load_cifar100_subset",
+    "load_dermoscopy",
+    "load_fundus",
+    "load_medmnist",
+    "load_task",
 ]

@@ -34,7 +34,9 @@ class ImageDataset:
         for s in SPLITS:
             x, y = self.split(s)
             if x.ndim not in (4, 5):
-                raise ValueError(f"{self.name}/{s}: images must be (N, C, H, W) or (N, C, D, H, W), got {tuple(x.shape)}.")
+                raise ValueError(
+                    f"{self.name}/{s}: images must be (N, C, H, W) or (N, C, D, H, W), got {tuple(x.shape)}."
+                )
             if len(x) != len(y):
                 raise ValueError(f"{self.name}/{s}: {len(x)} images but {len(y)} labels.")
 

@@ -107,8 +107,12 @@ def load_dermoscopy(seed: int = 0) -> ImageDataset:
     a = _npz(path)
     x = to_tensor_images(a["images"], 2)
     parts = _stratified_three_way(x, a["labels"], val=0.1, test=0.2, seed=seed)
-    ds = ImageDataset(name="dermoscopy_128", class_names=("benign", "malignant"), source=str(path), **parts)
-    ds.notes.append(f"ISIC UDA-1 has no official split: stratified 70/10/20 split with seed {seed}.")
+    ds = ImageDataset(
+        name="dermoscopy_128", class_names=("benign", "malignant"), source=str(path), **parts
+    )
+    ds.notes.append(
+        f"ISIC UDA-1 has no official split: stratified 70/10/20 split with seed {seed}."
+    )
     return ds
 
 
@@ -127,9 +131,13 @@ def load_cifar10(download: bool = True, seed: int = 0) -> ImageDataset:
             parts[f"x_{s}"] = to_tensor_images(a[f"{s}_images"], 2)
             parts[f"y_{s}"] = to_tensor_labels(a[f"{s}_labels"])
         ds = ImageDataset(name="cifar10_32", class_names=CIFAR10_CLASSES, source=str(path), **parts)
-        ds.notes.append("Local CIFAR-10 file from the data root (see its README for its provenance).")
+        ds.notes.append(
+            "Local CIFAR-10 file from the data root (see its README for its provenance)."
+        )
         return ds
-    archive = fetch("cifar-10-python.tar.gz", CIFAR10_URL, CIFAR10_MD5, subdir="natural", download=download)
+    archive = fetch(
+        "cifar-10-python.tar.gz", CIFAR10_URL, CIFAR10_MD5, subdir="natural", download=download
+    )
     xs, ys = {}, {}
     with tarfile.open(archive) as tar:
         for member in tar.getmembers():
@@ -141,7 +149,9 @@ def load_cifar10(download: bool = True, seed: int = 0) -> ImageDataset:
     train_keys = sorted(k for k in xs if k.startswith("data_batch"))
     x_all = np.concatenate([xs[k] for k in train_keys])
     y_all = np.concatenate([ys[k] for k in train_keys])
-    tr, va = train_test_split(np.arange(len(y_all)), test_size=5000, stratify=y_all, random_state=seed)
+    tr, va = train_test_split(
+        np.arange(len(y_all)), test_size=5000, stratify=y_all, random_state=seed
+    )
     tr, va = np.sort(tr), np.sort(va)
     return ImageDataset(
         name="cifar10_32",
@@ -165,7 +175,18 @@ def load_cifar100_subset(seed: int = 0) -> ImageDataset:
             "data folder. Set $HFC_EDU_DATA to that folder."
         )
     a = _npz(path)
-    names = ("apple", "aquarium fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle")
+    names = (
+        "apple",
+        "aquarium fish",
+        "baby",
+        "bear",
+        "beaver",
+        "bed",
+        "bee",
+        "beetle",
+        "bicycle",
+        "bottle",
+    )
     parts = _stratified_three_way(to_tensor_images(a["x"], 2), a["y"], val=0.1, test=0.2, seed=seed)
     return ImageDataset(name="cifar100_subset_32", class_names=names, source=str(path), **parts)
 

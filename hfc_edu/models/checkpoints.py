@@ -79,7 +79,11 @@ def load_checkpoint(path: Path) -> dict:
             f"The cached checkpoint {path} cannot be read ({type(err).__name__}: {err}). Delete the "
             "file and run again to retrain it."
         ) from None
-    if not isinstance(payload, dict) or "state_dict" not in payload or "model_config" not in payload:
+    if (
+        not isinstance(payload, dict)
+        or "state_dict" not in payload
+        or "model_config" not in payload
+    ):
         raise CorruptCheckpointError(
             f"The cached checkpoint {path} does not hold an hfc_edu model. Delete it and run again."
         )

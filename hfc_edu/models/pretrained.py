@@ -64,7 +64,16 @@ def get_classifier(
     dropout = prof.dropout if dropout is None else dropout
     mean, std = data.channel_stats()
     tcfg = train_config or default_train_config(prof, seed)
-    model = build_model(arch, data.in_channels, data.num_classes, data.spatial_dims, data.image_size, mean, std, dropout)
+    model = build_model(
+        arch,
+        data.in_channels,
+        data.num_classes,
+        data.spatial_dims,
+        data.image_size,
+        mean,
+        std,
+        dropout,
+    )
     path = checkpoint_path(data, model.config, asdict(tcfg))
     dev = torch.device(device) if device is not None else torch.device("cpu")
     if path.exists() and not retrain:
@@ -72,9 +81,27 @@ def get_classifier(
         model = model_from_config(payload["model_config"])
         model.load_state_dict(payload["state_dict"])
         model.to(dev).eval()
-        return TrainedModel(model, data, payload["test"], payload["history"], payload["best_epoch"], payload["seconds"], True, str(path))
+        return TrainedModel(
+            model,
+            data,
+            payload["test"],
+            payload["history"],
+            payload["best_epoch"],
+            payload["seconds"],
+            True,
+            str(path),
+        )
     torch.manual_seed(tcfg.seed)
-    model = build_model(arch, data.in_channels, data.num_classes, data.spatial_dims, data.image_size, mean, std, dropout)
+    model = build_model(
+        arch,
+        data.in_channels,
+        data.num_classes,
+        data.spatial_dims,
+        data.image_size,
+        mean,
+        std,
+        dropout,
+    )
     result: TrainResult = train_classifier(model, data, tcfg, device=dev, progress=progress)
     save_checkpoint(
         path,
@@ -88,7 +115,16 @@ def get_classifier(
             "seconds": result.seconds,
         },
     )
-    return TrainedModel(model, data, result.test, result.history, result.best_epoch, result.seconds, False, str(path))
+    return TrainedModel(
+        model,
+        data,
+        result.test,
+        result.history,
+        result.best_epoch,
+        result.seconds,
+        False,
+        str(path),
+    )
 
 
 # The classifiers the book's chapters use, trained once per machine into the checkpoint cache
@@ -106,7 +142,9 @@ BOOK_MODELS: list[dict] = [
 ]
 
 
-def prepare_book_models(progress: bool = True, device: torch.device | str | None = None) -> list[TrainedModel]:
+def prepare_book_models(
+    progress: bool = True, device: torch.device | str | None = None
+) -> list[TrainedModel]:
     """Train (or load) every classifier in :data:`BOOK_MODELS` with the book profile."""
     out = []
     for spec in BOOK_MODELS:

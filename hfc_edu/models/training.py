@@ -29,7 +29,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     flip: bool = True  # random flips along the last spatial axis
     augment: bool = True  # random affine (scale, shift, rotation) and intensity jitter
-    augment_strength: float = 2.0  # scales the affine and intensity ranges (2.0: scale ±20%, shift ±16%, ±20°, gain ±30%)
+    augment_strength: float = (
+        2.0  # scales the affine and intensity ranges (2.0: scale ±20%, shift ±16%, ±20°, gain ±30%)
+    )
     class_weighted: bool = True  # inverse-frequency class weights in the loss
     label_smoothing: float = 0.0
     select: str = "auc"  # validation criterion for model selection: "auc" or "loss"
@@ -47,7 +49,11 @@ class TrainResult:
 
 
 def augment_batch(
-    x: torch.Tensor, gen: torch.Generator, flip: bool = True, affine: bool = True, strength: float = 1.0
+    x: torch.Tensor,
+    gen: torch.Generator,
+    flip: bool = True,
+    affine: bool = True,
+    strength: float = 1.0,
 ) -> torch.Tensor:
     """Random flips, affine jitter (scale 0.9-1.1, shift 8%, rotation 10 deg, 2D) and intensity
     jitter (gain 0.85-1.15, bias 0.05); ``strength`` scales every range.
@@ -83,7 +89,9 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> 
     model.eval()
     dev = next(model.parameters()).device
     try:
-        out = [model(x[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(x), batch_size)]
+        out = [
+            model(x[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(x), batch_size)
+        ]
     finally:
         model.train(was)
     return torch.cat(out)
@@ -131,7 +139,9 @@ def train_classifier(
     x, y = data.x_train, data.y_train
     counts = torch.bincount(y, minlength=data.num_classes).float()
     if (counts == 0).any():
-        raise ValueError(f"{data.name}: class(es) {torch.nonzero(counts == 0).flatten().tolist()} have no training images.")
+        raise ValueError(
+            f"{data.name}: class(es) {torch.nonzero(counts == 0).flatten().tolist()} have no training images."
+        )
     weight = (counts.sum() / (len(counts) * counts)).to(dev) if cfg.class_weighted else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = (len(x) + cfg.batch_size - 1) // cfg.batch_size
@@ -141,7 +151,12 @@ def train_classifier(
     best_auc, best_state, best_epoch = -1.0, None, -1
     history: list[dict] = []
     start = time.perf_counter()
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=f"train {data.name}", disable=not progress, leave=False)
+    bar = tqdm(
+        total=cfg.epochs * steps_per_epoch,
+        desc=f"train {data.name}",
+        disable=not progress,
+        leave=False,
+    )
     for epoch in range(cfg.epochs):
         model.train()
         perm = torch.randperm(len(x), generator=gen)
@@ -149,9 +164,13 @@ def train_classifier(
         for i in range(0, len(x), cfg.batch_size):
             idx = perm[i : i + cfg.batch_size]
             xb, yb = x[idx], y[idx]
-            xb = augment_batch(xb, gen, flip=cfg.flip, affine=cfg.augment, strength=cfg.augment_strength)
+            xb = augment_batch(
+                xb, gen, flip=cfg.flip, affine=cfg.augment, strength=cfg.augment_strength
+            )
             xb, yb = xb.to(dev), yb.to(dev)
-            loss = F.cross_entropy(model(xb), yb, weight=weight, label_smoothing=cfg.label_smoothing)
+            loss = F.cross_entropy(
+                model(xb), yb, weight=weight, label_smoothing=cfg.label_smoothing
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -159,7 +178,13 @@ def train_classifier(
             total += float(loss.detach()) * len(idx)
             bar.update(1)
         val = classification_metrics(predict_logits(model, data.x_val), data.y_val)
-        history.append({"epoch": epoch + 1, "train_loss": total / len(x), **{f"val_{k}": v for k, v in val.items()}})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": total / len(x),
+                **{f"val_{k}": v for k, v in val.items()},
+            }
+        )
         bar.set_postfix(val_auc=f"{val['auc']:.3f}", val_acc=f"{val['accuracy']:.3f}")
         if cfg.select == "loss":
             score = -val["loss"]
@@ -172,4 +197,6 @@ def train_classifier(
     model.load_state_dict(best_state)
     model.eval()
     test = classification_metrics(predict_logits(model, data.x_test), data.y_test)
-    return TrainResult(best_epoch=best_epoch, history=history, test=test, seconds=time.perf_counter() - start)
+    return TrainResult(
+        best_epoch=best_epoch, history=history, test=test, seconds=time.perf_counter() - start
+    )

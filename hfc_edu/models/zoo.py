@@ -52,7 +52,9 @@ class Classifier(nn.Module):
     ) -> None:
         super().__init__()
         if arch not in ARCHITECTURES:
-            raise ValueError(f"Unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}.")
+            raise ValueError(
+                f"Unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}."
+            )
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         if num_classes < 2:
