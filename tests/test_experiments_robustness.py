@@ -14,6 +14,7 @@ from hfc_edu.experiments.robustness import (
     COLUMNS,
     accuracy_vs_eps,
     adversarial_predictions,
+    attack_subset,
     energy_fraction,
     minimal_eps,
     top_region,
@@ -100,7 +101,9 @@ def test_batching_does_not_change_deterministic_attacks(linear_problem):
 def test_callables_mappings_and_kwargs(linear_problem):
     model, x, y = linear_problem
     l2 = functools.partial(pgd, norm="l2", random_start=None)
-    df = accuracy_vs_eps(model, x, y, {"PGD-L2": l2, "BIM-3": functools.partial(bim, steps=3)}, [0.0, 0.05, 0.5])
+    df = accuracy_vs_eps(
+        model, x, y, {"PGD-L2": l2, "BIM-3": functools.partial(bim, steps=3)}, [0.0, 0.05, 0.5]
+    )
     assert list(dict.fromkeys(df["attack"])) == ["PGD-L2", "BIM-3"]
     acc = df[df["attack"] == "PGD-L2"]["accuracy"].tolist()
     assert acc[0] == 0.9 and acc[0] >= acc[1] >= acc[2]
@@ -137,6 +140,21 @@ def test_minimal_eps_matches_exact_margin(linear_problem):
         else:
             above = grid[grid >= m]
             assert v == (above.min().item() if len(above) else math.inf)
+
+
+def test_attack_subset(linear_problem):
+    model, x, y = linear_problem
+    xs, ys, idx = attack_subset(model, x, y, 10, seed=3)
+    assert len(idx) == 10 and torch.equal(idx, idx.sort().values)
+    assert torch.equal(xs, x[idx]) and torch.equal(ys, y[idx])
+    again = attack_subset(model, x, y, 10, seed=3)[2]
+    assert torch.equal(idx, again)
+    xc, yc, idc = attack_subset(model, x, y, 100, correct_only=True)
+    assert len(idc) == 36  # all correctly classified images, no more
+    assert torch.equal(model(xc).argmax(1), yc)
+    assert not set(range(4)) & set(idc.tolist())  # the four flipped labels are excluded
+    with pytest.raises(ValueError, match="n must be"):
+        attack_subset(model, x, y, 0)
 
 
 def test_top_region_and_energy_fraction_2d_3d():

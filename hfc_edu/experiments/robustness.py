@@ -78,14 +78,20 @@ def _check_eps_grid(eps_grid: Sequence[float]) -> list[float]:
 def _resolve(attack: AttackSpec) -> tuple[str, Callable[..., list[AttackResult]]]:
     if isinstance(attack, str):
         if attack not in ATTACKS:
-            raise ValueError(f"Unknown attack {attack!r}; choose from {list(ATTACKS)} or pass a callable.")
+            raise ValueError(
+                f"Unknown attack {attack!r}; choose from {list(ATTACKS)} or pass a callable."
+            )
         return attack, ATTACKS[attack]
     if callable(attack):
         return getattr(attack, "__name__", type(attack).__name__), attack
-    raise TypeError(f"An attack must be a name in {list(ATTACKS)} or a callable, got {type(attack).__name__}.")
+    raise TypeError(
+        f"An attack must be a name in {list(ATTACKS)} or a callable, got {type(attack).__name__}."
+    )
 
 
-def _attacks(attacks: Sequence[AttackSpec] | Mapping[str, AttackSpec] | AttackSpec) -> dict[str, Callable]:
+def _attacks(
+    attacks: Sequence[AttackSpec] | Mapping[str, AttackSpec] | AttackSpec,
+) -> dict[str, Callable]:
     if isinstance(attacks, Mapping):
         out = {str(k): _resolve(v)[1] for k, v in attacks.items()}
     else:
@@ -97,7 +103,9 @@ def _attacks(attacks: Sequence[AttackSpec] | Mapping[str, AttackSpec] | AttackSp
     return out
 
 
-def _call(fn: Callable, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs) -> list[AttackResult]:
+def _call(
+    fn: Callable, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs
+) -> list[AttackResult]:
     """Call ``fn`` with the keyword arguments its signature accepts (None values dropped)."""
     params = inspect.signature(fn).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -117,7 +125,9 @@ def _clean_pred(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Ten
     was = model.training
     model.eval()
     try:
-        return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+        return torch.cat(
+            [model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)]
+        )
     finally:
         model.train(was)
 
@@ -161,14 +171,18 @@ def adversarial_predictions(
     generator = torch.Generator(device=gen_device).manual_seed(seed)
     for s in range(0, len(x), batch_size):
         xb, yb = x[s : s + batch_size], y[s : s + batch_size]
-        kw = dict(attack_kwargs, eps=nonzero, steps=steps, generator=generator, sweep_batch=batch_size)
+        kw = dict(
+            attack_kwargs, eps=nonzero, steps=steps, generator=generator, sweep_batch=batch_size
+        )
         if targets is not None:
             tb = targets[s : s + batch_size].to(x.device)
             results = _call(fn, model, xb, tb, targeted=True, y_true=yb, **kw)
         else:
             results = _call(fn, model, xb, yb, **kw)
         if len(results) != len(nonzero):
-            raise RuntimeError(f"Attack returned {len(results)} results for {len(nonzero)} eps values.")
+            raise RuntimeError(
+                f"Attack returned {len(results)} results for {len(nonzero)} eps values."
+            )
         for row, res in zip(rows, results, strict=True):
             preds[row, s : s + len(xb)] = res.logits.argmax(1).cpu()
     return preds
@@ -178,7 +192,12 @@ def accuracy_vs_eps(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    attacks: Sequence[AttackSpec] | Mapping[str, AttackSpec] | AttackSpec = ("FGSM", "BIM", "PGD", "CW-Linf"),
+    attacks: Sequence[AttackSpec] | Mapping[str, AttackSpec] | AttackSpec = (
+        "FGSM",
+        "BIM",
+        "PGD",
+        "CW-Linf",
+    ),
     eps_grid: Sequence[float] = (0.0, 0.25 / 256, 0.5 / 256, 1 / 256, 2 / 256, 4 / 256),
     *,
     targets: torch.Tensor | None = None,
@@ -221,7 +240,11 @@ def accuracy_vs_eps(
             model, x, y, fn, eps, targets=targets, steps=steps, batch_size=batch_size, seed=seed,
             **attack_kwargs,
         )  # fmt: skip
-        correct = preds[eps.index(0.0)] == y_cpu if 0.0 in eps else _clean_pred(model, x, batch_size).cpu() == y_cpu
+        correct = (
+            preds[eps.index(0.0)] == y_cpu
+            if 0.0 in eps
+            else _clean_pred(model, x, batch_size).cpu() == y_cpu
+        )
         n_correct = int(correct.sum())
         for i, e in enumerate(eps):
             hit = preds[i] == t_cpu if t_cpu is not None else preds[i] != y_cpu
@@ -274,6 +297,34 @@ def minimal_eps(
     return torch.where(clean_hit, torch.zeros_like(out), out)
 
 
+def attack_subset(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n: int,
+    *,
+    correct_only: bool = False,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A seeded random subset of at most ``n`` images to attack: ``(x_sub, y_sub, idx)``.
+
+    ``idx`` (sorted, into ``x``) is drawn with ``torch.Generator().manual_seed(seed)``; with
+    ``correct_only`` only images the model classifies correctly are eligible (the papers attack
+    correctly classified test images only). Fewer than ``n`` come back if fewer are eligible.
+    """
+    _check_xy(x, y, None)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}.")
+    eligible = torch.arange(len(x))
+    if correct_only:
+        ok = _clean_pred(model, x, batch_size).cpu() == y.detach().cpu()
+        eligible = eligible[ok]
+    perm = torch.randperm(len(eligible), generator=torch.Generator().manual_seed(seed))
+    idx = eligible[perm[:n]].sort().values
+    return x[idx.to(x.device)], y[idx.to(y.device)], idx
+
+
 def top_region(score: torch.Tensor, top: float = 0.1) -> torch.Tensor:
     """Bool mask of the ``top`` fraction of highest-scoring pixels (voxels) of each map.
 
@@ -318,13 +369,16 @@ def energy_fraction(delta: torch.Tensor, score: torch.Tensor, top: float = 0.1) 
     mask = top_region(score.to(delta.device), top).flatten(1)
     total = energy.sum(1)
     inside = (energy * mask).sum(1)
-    return torch.where(total > 0, inside / total.clamp_min(1e-30), torch.full_like(total, math.nan)).cpu()
+    return torch.where(
+        total > 0, inside / total.clamp_min(1e-30), torch.full_like(total, math.nan)
+    ).cpu()
 
 
 __all__ = [
     "ATTACKS",
     "accuracy_vs_eps",
     "adversarial_predictions",
+    "attack_subset",
     "energy_fraction",
     "minimal_eps",
     "top_region",
