@@ -52,12 +52,10 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     import hfc_edu
     from hfc_edu.models.pretrained import prepare_book_models
 
-    cfg = hfc_edu.setup(seed=0, profile="book", device=args.device)
-    for tm in prepare_book_models(progress=not args.quiet, device=cfg.device):
-        state = "cached" if tm.from_cache else f"trained in {tm.seconds:.0f} s"
-        print(
-            f"{tm.data.name:22s} {tm.model.config['arch']:22s} acc {tm.test['accuracy']:.3f}  AUC {tm.test['auc']:.3f}  ({state})"
-        )
+    hfc_edu.setup(seed=0, profile="book", device="cpu")
+    for name, arch, test, cached, seconds in prepare_book_models(jobs=args.jobs):
+        state = "cached" if cached else f"trained in {seconds:.0f} s"
+        print(f"{name:22s} {arch:22s} acc {test['accuracy']:.3f}  AUC {test['auc']:.3f}  ({state})")
     return 0
 
 
@@ -100,8 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
 
     pr = sub.add_parser("prepare", help="train (or load) every classifier the book's chapters use")
-    pr.add_argument("--device", default=None)
-    pr.add_argument("--quiet", action="store_true")
+    pr.add_argument("--jobs", type=int, default=1, help="train in this many processes")
     pr.set_defaults(func=_cmd_prepare)
 
     d = sub.add_parser("data", help="list the tasks and the data root")

@@ -46,7 +46,18 @@ def test_feature_stress_test_moves_the_layer_both_ways():
     layers = ["stem", "layer4.0.out"]
     df = st.feature_stress_test(m, x, EPS, layers=layers, steps=5, x_ref=images(40, seed=2))
     assert len(df) == len(layers) * 2 * len(EPS) * 8
-    assert {"layer", "depth", "direction", "eps", "eps_256", "image", "h_clean", "h_adv", "shift_sd", "stress"} <= set(df.columns)
+    assert {
+        "layer",
+        "depth",
+        "direction",
+        "eps",
+        "eps_256",
+        "image",
+        "h_clean",
+        "h_adv",
+        "shift_sd",
+        "stress",
+    } <= set(df.columns)
     np.testing.assert_allclose(df.stress, df.shift_sd.abs())
     med = df.groupby(["layer", "direction", "eps_256"]).shift_sd.median()
     for layer in layers:
@@ -57,7 +68,11 @@ def test_feature_stress_test_moves_the_layer_both_ways():
     # h_clean is the clean mean activation of that layer
     fx = FeatureExtractor(m, layers=["stem"])
     h0 = fx.extract(x)[1]["stem"].double().mean(1).numpy()
-    np.testing.assert_allclose(df[(df.layer == "stem") & (df.eps == EPS[0]) & (df.direction == "up")].h_clean, h0, rtol=1e-6)
+    np.testing.assert_allclose(
+        df[(df.layer == "stem") & (df.eps == EPS[0]) & (df.direction == "up")].h_clean,
+        h0,
+        rtol=1e-6,
+    )
 
 
 def test_feature_stress_test_is_reproducible_with_a_generator():
@@ -71,7 +86,9 @@ def test_feature_stress_test_is_reproducible_with_a_generator():
 
 def test_stress_summary():
     m = tiny()
-    df = st.feature_stress_test(m, images(6), EPS, layers="blocks", steps=2, x_ref=images(20, seed=3), directions=["up"])
+    df = st.feature_stress_test(
+        m, images(6), EPS, layers="blocks", steps=2, x_ref=images(20, seed=3), directions=["up"]
+    )
     df.insert(0, "model", "tiny")
     s = st.stress_summary(df)
     assert list(s.columns) == ["median", "p90", "beyond_3sd"]
@@ -86,7 +103,9 @@ def test_accuracy_vs_eps():
     m, x = tiny(), images(16)
     y = m(x).argmax(1)
     y[:4] = 1 - y[:4]  # four images the model gets wrong
-    df = st.accuracy_vs_eps(m, x, y, [0.0, 8 / 256, 64 / 256], steps=5, generator=torch.Generator().manual_seed(0))
+    df = st.accuracy_vs_eps(
+        m, x, y, [0.0, 8 / 256, 64 / 256], steps=5, generator=torch.Generator().manual_seed(0)
+    )
     assert list(df.eps_256) == [0.0, 8.0, 64.0]
     assert df.accuracy.iloc[0] == pytest.approx(12 / 16) and df.success_rate.iloc[0] == 0
     assert (df.accuracy.iloc[1:] <= df.accuracy.iloc[0]).all()
@@ -104,11 +123,15 @@ def test_correct_sample_and_suites():
     assert len(xs) == 5 and (m(xs).argmax(1) == ys).all()
     xs2, _ = st.correct_sample(m, x, y, n=5, seed=0)
     assert torch.equal(xs, xs2)
-    data = SimpleNamespace(x_test=x, y_test=y, x_train=images(20, seed=4), y_train=torch.zeros(20, dtype=torch.long))
+    data = SimpleNamespace(
+        x_test=x, y_test=y, x_train=images(20, seed=4), y_train=torch.zeros(20, dtype=torch.long)
+    )
     tm = SimpleNamespace(model=m, data=data)
     v = st.vulnerability_suite({"a": tm}, [0.0, 4 / 256], n=10, steps=2)
     assert list(v.model.unique()) == ["a"] and len(v) == 2 and (v.n == 10).all()
-    s = st.stress_suite({"a": tm}, [4 / 256], n=3, layers=["stem"], steps=2, n_ref=10, directions=["up"])
+    s = st.stress_suite(
+        {"a": tm}, [4 / 256], n=3, layers=["stem"], steps=2, n_ref=10, directions=["up"]
+    )
     assert len(s) == 3 and s.model.iloc[0] == "a"
 
 
@@ -148,6 +171,8 @@ def test_trained_chest_xray_stress_and_accuracy(trained_cxr28):
     )  # fmt: skip
     med = df.groupby("eps_256").stress.median()
     assert med[4.0] > 2 * med[1.0] > 0
-    acc = st.accuracy_vs_eps(m, x, y, [0.0, 1 / 256, 8 / 256], steps=5, generator=torch.Generator().manual_seed(0))
+    acc = st.accuracy_vs_eps(
+        m, x, y, [0.0, 1 / 256, 8 / 256], steps=5, generator=torch.Generator().manual_seed(0)
+    )
     assert acc.accuracy.iloc[0] == 1.0 and acc.accuracy.is_monotonic_decreasing
     assert acc.accuracy.iloc[-1] < 0.5

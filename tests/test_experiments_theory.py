@@ -84,7 +84,9 @@ def test_split_forward_matches_model():
 def test_trajectory_final_images_equal_library_pgd():
     m, x = tiny(2), images(6)
     y = m(x).argmax(1)
-    tr = th.pgd_trajectory(m, x, y, eps=4 / 256, steps=5, generator=torch.Generator().manual_seed(7))
+    tr = th.pgd_trajectory(
+        m, x, y, eps=4 / 256, steps=5, generator=torch.Generator().manual_seed(7)
+    )
     ref = pgd(m, x, y, eps=4 / 256, steps=5, generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(tr.x_adv, ref.x_adv, atol=1e-6, rtol=0)
     assert torch.equal(tr.success, ref.success)
@@ -143,7 +145,9 @@ def test_tables():
 
 
 def test_direction_spread_matches_projection_std():
-    z = torch.randn(200, 5, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 2, 3, 4, 5])
+    z = torch.randn(200, 5, generator=torch.Generator().manual_seed(0)) * torch.tensor(
+        [1.0, 2, 3, 4, 5]
+    )
     u = torch.eye(5)[[0, 4]]
     s = th.direction_spread(z, u)
     torch.testing.assert_close(s, z[:, [0, 4]].std(0), rtol=1e-5, atol=0)
@@ -198,7 +202,9 @@ def test_errors():
 def test_trained_binary_model_pushes_one_direction(trained_cxr28):
     m = trained_cxr28.model
     x, y = trained_cxr28.x_test[:24], trained_cxr28.y_test[:24]
-    tr = th.pgd_trajectory(m, x, y, eps=2 / 256, steps=5, layers=None, generator=torch.Generator().manual_seed(0))
+    tr = th.pgd_trajectory(
+        m, x, y, eps=2 / 256, steps=5, layers=None, generator=torch.Generator().manual_seed(0)
+    )
     # float32 softmax: p_t - 1 loses digits when p_t is close to 1, hence 1e-4 and not 1e-7
     assert th.cosines_across_iterations(tr).min() > 1 - 1e-4
     assert th.cosines_across_inputs(tr.grad_clean, y).min() > 1 - 1e-4

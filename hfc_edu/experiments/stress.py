@@ -57,7 +57,9 @@ class MeanActivation(Loss):
 
     def __call__(self, logits, y, features):
         if self.layer not in features:
-            raise ValueError(f"Layer {self.layer!r} is not among the extracted features {list(features)}.")
+            raise ValueError(
+                f"Layer {self.layer!r} is not among the extracted features {list(features)}."
+            )
         m = features[self.layer].float().mean(1)
         return -m if self.direction == "up" else m
 
@@ -67,7 +69,9 @@ class MeanActivation(Loss):
 
 def _check_eps_list(eps: Sequence[float]) -> list[float]:
     if isinstance(eps, int | float) or not isinstance(eps, Sequence) or not len(eps):
-        raise ValueError("eps must be a non-empty list of budgets in pixel units, e.g. [1/256, 2/256].")
+        raise ValueError(
+            "eps must be a non-empty list of budgets in pixel units, e.g. [1/256, 2/256]."
+        )
     return [check_scalar(e, "eps") for e in eps]
 
 
@@ -76,7 +80,9 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.
     was = model.training
     model.eval()
     try:
-        return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+        return torch.cat(
+            [model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)]
+        )
     finally:
         model.train(was)
 
@@ -104,11 +110,15 @@ def accuracy_vs_eps(
     eps_list = _check_eps_list(eps)
     correct = _predict(model, x) == y
     if not correct.any():
-        raise ValueError("The model classifies none of these images correctly; success rate is undefined.")
+        raise ValueError(
+            "The model classifies none of these images correctly; success rate is undefined."
+        )
     attacked = [e for e in eps_list if e > 0]
     results = {}
     if attacked:
-        res = pgd(model, x, y, eps=attacked, steps=steps, generator=generator, sweep_batch=sweep_batch)
+        res = pgd(
+            model, x, y, eps=attacked, steps=steps, generator=generator, sweep_batch=sweep_batch
+        )
         results = dict(zip(attacked, res, strict=True))
     rows = []
     for e in eps_list:
@@ -129,7 +139,9 @@ def _layer_list(model: nn.Module, layers: str | Sequence[str] | None) -> list[st
     return FeatureExtractor(model, layers=layers).layer_names
 
 
-def _mean_activation(fx: FeatureExtractor, x: torch.Tensor, layer: str, batch_size: int) -> torch.Tensor:
+def _mean_activation(
+    fx: FeatureExtractor, x: torch.Tensor, layer: str, batch_size: int
+) -> torch.Tensor:
     _, f = fx.extract(x, batch_size)
     return f[layer].double().mean(1)
 
@@ -169,7 +181,9 @@ def feature_stress_test(
     check_images(x)
     check_images(x_ref, "x_ref")
     if x_ref.shape[1:] != x.shape[1:]:
-        raise ValueError(f"x_ref images {tuple(x_ref.shape[1:])} differ in shape from x {tuple(x.shape[1:])}.")
+        raise ValueError(
+            f"x_ref images {tuple(x_ref.shape[1:])} differ in shape from x {tuple(x.shape[1:])}."
+        )
     if len(x_ref) < 2:
         raise ValueError("x_ref needs at least 2 images to estimate a standard deviation.")
     eps_list = _check_eps_list(eps)
@@ -178,7 +192,9 @@ def feature_stress_test(
     directions = list(directions)
     bad = [d for d in directions if d not in DIRECTIONS]
     if bad or not directions:
-        raise ValueError(f"directions must be a non-empty subset of {DIRECTIONS}, got {directions}.")
+        raise ValueError(
+            f"directions must be a non-empty subset of {DIRECTIONS}, got {directions}."
+        )
     names = _layer_list(model, layers)
     x = x.detach()
     y = _predict(model, x)  # labels are unused by the loss; the attack checks their range
@@ -188,7 +204,9 @@ def feature_stress_test(
         h_ref = _mean_activation(fx, x_ref, layer, batch_size)
         sd = float(h_ref.std())
         if sd == 0:
-            raise ValueError(f"Layer {layer!r} has zero spread on x_ref; use more or other reference images.")
+            raise ValueError(
+                f"Layer {layer!r} has zero spread on x_ref; use more or other reference images."
+            )
         h0 = _mean_activation(fx, x, layer, batch_size)
         for direction in directions:
             advs = gradient_attack(
@@ -202,16 +220,25 @@ def feature_stress_test(
                 rows.append(
                     pd.DataFrame(
                         {
-                            "layer": layer, "depth": depth, "direction": direction, "eps": e,
-                            "eps_256": e * 256, "image": np.arange(len(x)), "h_clean": h0.numpy(),
-                            "h_adv": h1.numpy(), "shift_sd": shift, "stress": np.abs(shift),
+                            "layer": layer,
+                            "depth": depth,
+                            "direction": direction,
+                            "eps": e,
+                            "eps_256": e * 256,
+                            "image": np.arange(len(x)),
+                            "h_clean": h0.numpy(),
+                            "h_adv": h1.numpy(),
+                            "shift_sd": shift,
+                            "stress": np.abs(shift),
                         }
                     )  # fmt: skip
                 )
     return pd.concat(rows, ignore_index=True)
 
 
-def stress_summary(df: pd.DataFrame, by: Sequence[str] = ("layer", "direction", "eps_256")) -> pd.DataFrame:
+def stress_summary(
+    df: pd.DataFrame, by: Sequence[str] = ("layer", "direction", "eps_256")
+) -> pd.DataFrame:
     """Median and 90th percentile of ``stress`` (and the fraction of images moved by more than
     3 clean standard deviations) per group; ``model`` is added to the groups when present."""
     keys = (["model"] if "model" in df.columns and "model" not in by else []) + list(by)
@@ -220,7 +247,11 @@ def stress_summary(df: pd.DataFrame, by: Sequence[str] = ("layer", "direction", 
         raise ValueError(f"Columns {missing} are missing; pass the table from feature_stress_test.")
     g = df.groupby(keys, sort=False)["stress"]
     out = pd.DataFrame(
-        {"median": g.median(), "p90": g.quantile(0.9), "beyond_3sd": g.apply(lambda s: float((s > 3).mean()))}
+        {
+            "median": g.median(),
+            "p90": g.quantile(0.9),
+            "beyond_3sd": g.apply(lambda s: float((s > 3).mean())),
+        }
     )
     return out
 
@@ -243,7 +274,9 @@ def correct_sample(
 
 def _unpack(name: str, tm) -> tuple[nn.Module, object]:
     if not hasattr(tm, "model") or not hasattr(tm, "data"):
-        raise TypeError(f"models[{name!r}] must have .model and .data (a TrainedModel), got {type(tm).__name__}.")
+        raise TypeError(
+            f"models[{name!r}] must have .model and .data (a TrainedModel), got {type(tm).__name__}."
+        )
     return tm.model, tm.data
 
 
@@ -256,8 +289,12 @@ def vulnerability_suite(
     for name, tm in models.items():
         model, data = _unpack(name, tm)
         x, y = data.x_test, data.y_test
-        pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-        df = accuracy_vs_eps(model, x[pick], y[pick], eps, steps, generator=torch.Generator().manual_seed(seed))
+        pick = (
+            torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        )
+        df = accuracy_vs_eps(
+            model, x[pick], y[pick], eps, steps, generator=torch.Generator().manual_seed(seed)
+        )
         df.insert(0, "model", name)
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
@@ -279,7 +316,9 @@ def stress_suite(
     for name, tm in models.items():
         model, data = _unpack(name, tm)
         x, _ = correct_sample(model, data.x_test, data.y_test, n, seed)
-        ref = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed))[:n_ref]
+        ref = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed))[
+            :n_ref
+        ]
         df = feature_stress_test(
             model, x, eps, layers, steps, x_ref=data.x_train[ref], directions=directions,
             generator=torch.Generator().manual_seed(seed),

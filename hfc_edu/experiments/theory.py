@@ -18,7 +18,7 @@ direction times a scalar. The functions here measure that on trained models:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "Trajectory",
     "cosines_across_inputs",
+    "cosine_table",
     "cosines_across_iterations",
     "direction_spread",
     "feature_gradient",
@@ -49,6 +50,7 @@ __all__ = [
     "pgd_trajectory",
     "projection_table",
     "split_forward",
+    "step_increments",
 ]
 
 
@@ -84,7 +86,9 @@ def head_direction(model: Classifier, y_from: torch.Tensor, y_to: torch.Tensor) 
         if t.numel() and (int(t.min()) < 0 or int(t.max()) >= k):
             raise ValueError(f"{name} holds class indices outside [0, {k}).")
     if y_from.shape != y_to.shape:
-        raise ValueError(f"y_from {tuple(y_from.shape)} and y_to {tuple(y_to.shape)} differ in shape.")
+        raise ValueError(
+            f"y_from {tuple(y_from.shape)} and y_to {tuple(y_to.shape)} differ in shape."
+        )
     return w[y_to.long()] - w[y_from.long()]
 
 
@@ -111,7 +115,9 @@ def feature_gradient(
     y = check_labels(y, x)
     loss_fn = classification_loss(loss, targeted, kappa)
     if loss_fn.needs_features:
-        raise ValueError("feature_gradient takes a logits-only loss ('ce', 'cw', CrossEntropy, CWMargin).")
+        raise ValueError(
+            "feature_gradient takes a logits-only loss ('ce', 'cw', CrossEntropy, CWMargin)."
+        )
     with frozen_eval(model), torch.enable_grad():
         z = model.backbone(model.normalize(x.detach())).detach().requires_grad_(True)
         logits = model.fc(model.dropout(z))
@@ -125,7 +131,8 @@ class Trajectory:
     (the random start, or ``x``), ``s = T`` the final adversarial image.
 
     Attributes:
-        z_clean, grad_clean: ``(N, D)`` penultimate feature and ``∂L/∂z`` at the clean ``x``.
+        z_clean, grad_clean: ``(N, D)`` penultimate feature and ``∂L/∂z`` at the clean ``x``;
+            probs_clean: ``(N, K)`` softmax probabilities at ``x``.
         z, grad_z: ``(T+1, N, D)`` the same at every iterate.
         probs: ``(T+1, N, K)`` softmax probabilities at every iterate.
         direction: ``(N, D)`` unit vector ``u = −∂L/∂z(x) / ‖·‖``, the direction the attack
@@ -141,6 +148,7 @@ class Trajectory:
 
     z_clean: torch.Tensor
     grad_clean: torch.Tensor
+    probs_clean: torch.Tensor
     z: torch.Tensor
     grad_z: torch.Tensor
     probs: torch.Tensor
@@ -185,7 +193,9 @@ class _Probe:
             return z, logits, {}
         captured: list[torch.Tensor] = []
         # the head's input, as the forward pass computes it (so gradients reach it)
-        handle = self.model.dropout.register_forward_pre_hook(lambda _m, inp: captured.append(inp[0]))
+        handle = self.model.dropout.register_forward_pre_hook(
+            lambda _m, inp: captured.append(inp[0])
+        )
         try:
             logits, maps = self.fx(x)
         finally:
@@ -249,7 +259,9 @@ def pgd_trajectory(
     alpha = 2.0 * eps / steps if alpha is None else check_scalar(alpha, "alpha", positive=True)
     loss_fn = classification_loss(loss, targeted, kappa)
     if loss_fn.needs_features:
-        raise ValueError("pgd_trajectory takes a logits-only loss ('ce', 'cw', CrossEntropy, CWMargin).")
+        raise ValueError(
+            "pgd_trajectory takes a logits-only loss ('ce', 'cw', CrossEntropy, CWMargin)."
+        )
     if layers is None:
         names: list[str] = []
     elif isinstance(layers, str):
@@ -260,25 +272,51 @@ def pgd_trajectory(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     parts = [
         _trajectory_batch(
-            model, x[i : i + batch_size].detach(), y[i : i + batch_size], eps, steps, alpha,
-            loss_fn, targeted, kappa, random_start, generator, names, first_order,
+            model,
+            x[i : i + batch_size].detach(),
+            y[i : i + batch_size],
+            eps,
+            steps,
+            alpha,
+            loss_fn,
+            targeted,
+            kappa,
+            random_start,
+            generator,
+            names,
+            first_order,
         )  # fmt: skip
         for i in range(0, len(x), batch_size)
     ]
     return _concat(parts)
 
 
-def _trajectory_batch(model, x, y, eps, steps, alpha, loss_fn, targeted, kappa, random_start, generator, names, first_order):
+def _trajectory_batch(
+    model,
+    x,
+    y,
+    eps,
+    steps,
+    alpha,
+    loss_fn,
+    targeted,
+    kappa,
+    random_start,
+    generator,
+    names,
+    first_order,
+):
     probe = _Probe(model, loss_fn, names)
     eps_b = torch.full((len(x),) + (1,) * (x.ndim - 1), eps, dtype=x.dtype, device=x.device)
     with frozen_eval(model), torch.enable_grad():
-        z0, g0, _, gmaps0, states0, _ = probe(x, y, None)
+        z0, g0, p0, gmaps0, states0, _ = probe(x, y, None)
         u = -g0 / g0.norm(dim=1, keepdim=True).clamp_min(1e-30)
         x_s = random_start_point(x, eps_b, "linf", random_start, generator)
         zs, gs, ps = [], [], []
         lcos = {n: [] for n in names}
         flips = {n: [] for n in names}
         pred, act = [], []
+        gx_prev = x_prev = None  # ∇ₓ(uᵀz) and the image at the previous iterate
         for s in range(steps + 1):
             z, g, p, gm, st, gx = probe(x_s, y, u if first_order else None)
             zs.append(z)
@@ -287,7 +325,7 @@ def _trajectory_batch(model, x, y, eps, steps, alpha, loss_fn, targeted, kappa, 
             for n in names:
                 lcos[n].append(_cos(gm[n], gmaps0[n]))
                 flips[n].append((st[n] != states0[n]).flatten(1).float().mean(1))
-            if first_order and s > 0:
+            if first_order and gx_prev is not None:
                 act.append(((z - zs[-2]) * u).sum(1))
                 pred.append((gx_prev * (x_s - x_prev)).flatten(1).sum(1))
             if s == steps:
@@ -299,7 +337,7 @@ def _trajectory_batch(model, x, y, eps, steps, alpha, loss_fn, targeted, kappa, 
             )  # fmt: skip
     success = ps[-1].argmax(1) == y if targeted else ps[-1].argmax(1) != y
     return Trajectory(
-        z_clean=z0, grad_clean=g0, z=torch.stack(zs), grad_z=torch.stack(gs), probs=torch.stack(ps),
+        z_clean=z0, grad_clean=g0, probs_clean=p0, z=torch.stack(zs), grad_z=torch.stack(gs), probs=torch.stack(ps),
         direction=u, x_adv=x_s.detach(), success=success, y=y, targeted=targeted,
         layer_cos={n: torch.stack(v) for n, v in lcos.items()},
         layer_flips={n: torch.stack(v) for n, v in flips.items()},
@@ -317,7 +355,7 @@ def _concat(parts: list[Trajectory]) -> Trajectory:
         return torch.cat([getattr(p, attr) for p in parts], dim)
 
     return Trajectory(
-        z_clean=cat("z_clean", 0), grad_clean=cat("grad_clean", 0), z=cat("z", 1),
+        z_clean=cat("z_clean", 0), grad_clean=cat("grad_clean", 0), probs_clean=cat("probs_clean", 0), z=cat("z", 1),
         grad_z=cat("grad_z", 1), probs=cat("probs", 1), direction=cat("direction", 0),
         x_adv=cat("x_adv", 0), success=cat("success", 0), y=cat("y", 0), targeted=first.targeted,
         layer_cos={n: torch.cat([p.layer_cos[n] for p in parts], 1) for n in first.layer_cos},
@@ -334,7 +372,9 @@ def cosines_across_iterations(traj: Trajectory) -> np.ndarray:
     return c.reshape(t, n).numpy()
 
 
-def cosines_across_inputs(grad: torch.Tensor, groups: torch.Tensor, max_pairs: int | None = 20000, seed: int = 0) -> np.ndarray:
+def cosines_across_inputs(
+    grad: torch.Tensor, groups: torch.Tensor, max_pairs: int | None = 20000, seed: int = 0
+) -> np.ndarray:
     """Cosines between ``grad[i]`` and ``grad[j]`` for every pair ``i < j`` with ``groups[i] == groups[j]``.
 
     ``grad``: ``(N, D)`` feature-space gradients; ``groups``: ``(N,)`` (e.g. the true class, or
@@ -342,7 +382,9 @@ def cosines_across_inputs(grad: torch.Tensor, groups: torch.Tensor, max_pairs: i
     (a seeded random subset) so the result stays small.
     """
     if grad.ndim != 2 or groups.shape != (grad.shape[0],):
-        raise ValueError(f"grad must be (N, D) and groups (N,), got {tuple(grad.shape)} and {tuple(groups.shape)}.")
+        raise ValueError(
+            f"grad must be (N, D) and groups (N,), got {tuple(grad.shape)} and {tuple(groups.shape)}."
+        )
     g = grad.double()
     g = g / g.norm(dim=1, keepdim=True).clamp_min(1e-300)
     gram = g @ g.T
@@ -355,11 +397,31 @@ def cosines_across_inputs(grad: torch.Tensor, groups: torch.Tensor, max_pairs: i
     return vals
 
 
+def cosine_table(runs: Mapping[str, Trajectory]) -> pd.DataFrame:
+    """Long table of feature-gradient cosines for several named trajectories.
+
+    Columns: ``model``, ``comparison`` (``"across iterations"``: ``∂L/∂z`` at every iterate
+    against the clean image, the same input; ``"across inputs"``: clean images of the same true
+    class against each other) and ``cosine``.
+    """
+    frames = []
+    for name, r in runs.items():
+        it = cosines_across_iterations(r).ravel()
+        inp = cosines_across_inputs(r.grad_clean, r.y)
+        frames.append(
+            pd.DataFrame({"model": name, "comparison": "across iterations", "cosine": it})
+        )
+        frames.append(pd.DataFrame({"model": name, "comparison": "across inputs", "cosine": inp}))
+    return pd.concat(frames, ignore_index=True)
+
+
 def direction_spread(z_ref: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """``(N,)``: standard deviation of the reference features ``z_ref (M, D)`` along each unit
     direction ``u[i] (N, D)``, ``sqrt(u_iᵀ Σ u_i)`` with ``Σ`` their covariance."""
     if z_ref.ndim != 2 or u.ndim != 2 or z_ref.shape[1] != u.shape[1]:
-        raise ValueError(f"z_ref (M, D) and u (N, D) must share D, got {tuple(z_ref.shape)} and {tuple(u.shape)}.")
+        raise ValueError(
+            f"z_ref (M, D) and u (N, D) must share D, got {tuple(z_ref.shape)} and {tuple(u.shape)}."
+        )
     zc = z_ref.double() - z_ref.double().mean(0)
     proj = zc @ u.double().T  # (M, N)
     return proj.std(0, unbiased=True).float()
@@ -374,7 +436,11 @@ def projection_table(traj: Trajectory, spread: torch.Tensor | None = None) -> pd
     p = traj.projections  # (T+1, N)
     t, n = p.shape
     df = pd.DataFrame(
-        {"step": np.repeat(np.arange(t), n), "image": np.tile(np.arange(n), t), "projection": p.reshape(-1).numpy()}
+        {
+            "step": np.repeat(np.arange(t), n),
+            "image": np.tile(np.arange(n), t),
+            "projection": p.reshape(-1).numpy(),
+        }
     )
     if spread is not None:
         if spread.shape != (n,):
@@ -387,7 +453,9 @@ def step_increments(traj: Trajectory) -> pd.DataFrame:
     """Per step and image: the move along the fixed ``u`` (``actual``) and its first-order
     prediction ``∇ₓ(uᵀz)ᵀΔx`` (``predicted``). Needs ``first_order=True``."""
     if traj.actual is None or traj.predicted is None:
-        raise ValueError("This trajectory was recorded with first_order=False; rerun pgd_trajectory(first_order=True).")
+        raise ValueError(
+            "This trajectory was recorded with first_order=False; rerun pgd_trajectory(first_order=True)."
+        )
     t, n = traj.actual.shape
     return pd.DataFrame(
         {
@@ -440,7 +508,9 @@ def mahalanobis_by_layer(
     check_images(x_clean, "x_clean")
     check_images(x_adv, "x_adv")
     if x_clean.shape != x_adv.shape:
-        raise ValueError(f"x_clean {tuple(x_clean.shape)} and x_adv {tuple(x_adv.shape)} must have the same shape.")
+        raise ValueError(
+            f"x_clean {tuple(x_clean.shape)} and x_adv {tuple(x_adv.shape)} must have the same shape."
+        )
     _, f_train = fx.extract(x_train, batch_size)
     maha = MAHA(shrinkage=shrinkage).fit(f_train, y_train)
     frames = []
@@ -451,8 +521,14 @@ def mahalanobis_by_layer(
             d = t.min(1).values.sqrt().float().numpy()
             frames.append(
                 pd.DataFrame(
-                    {"layer": name, "depth": depth, "kind": kind, "image": np.arange(len(d)), "distance": d,
-                     "distance_rel": d / np.sqrt(f[name].shape[1])}
+                    {
+                        "layer": name,
+                        "depth": depth,
+                        "kind": kind,
+                        "image": np.arange(len(d)),
+                        "distance": d,
+                        "distance_rel": d / np.sqrt(f[name].shape[1]),
+                    }
                 )  # fmt: skip
             )
     return pd.concat(frames, ignore_index=True)
@@ -462,7 +538,7 @@ def mahalanobis_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per layer: median distance of clean and adversarial features, their ratio, and the AUC of
     the distance as a detector score (adversarial = positive)."""
     rows = []
-    for (depth, layer), g in df.groupby(["depth", "layer"], sort=True):
+    for (_depth, layer), g in df.groupby(["depth", "layer"], sort=True):
         clean = g.loc[g.kind == "clean", "distance"].to_numpy()
         adv = g.loc[g.kind == "adversarial", "distance"].to_numpy()
         if not len(clean) or not len(adv):
