@@ -67,19 +67,27 @@ def timed(fn, device: torch.device) -> tuple[float, float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--arch", default="resnet18")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--eps", type=float, default=8 / 255)
     p.add_argument("--components", type=int, default=8)
-    p.add_argument("--fit-per-class", type=int, default=256, help="random images per class for the GMMs")
-    p.add_argument("--gaussian", action="store_true", help="GaussianMixture instead of the Bayesian one")
+    p.add_argument(
+        "--fit-per-class", type=int, default=256, help="random images per class for the GMMs"
+    )
+    p.add_argument(
+        "--gaussian", action="store_true", help="GaussianMixture instead of the Bayesian one"
+    )
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--two-pass", action="store_true", help="also time the naive two-forward variant")
+    p.add_argument(
+        "--two-pass", action="store_true", help="also time the naive two-forward variant"
+    )
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)

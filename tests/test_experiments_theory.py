@@ -170,8 +170,15 @@ def test_mahalanobis_by_layer():
     d_ref = ClassGaussians(ftr[name], y_train).distances(f[name]).min(1).values.sqrt().numpy()
     got = df[(df.layer == name) & (df.kind == "clean")].distance.to_numpy()
     np.testing.assert_allclose(got, d_ref, rtol=1e-4)
-    far = th.mahalanobis_by_layer(fx, x_train, y_train, x, (x + 0.5).clamp(0, 1))
-    assert (th.mahalanobis_summary(far).ratio > 1).any()
+    far = th.mahalanobis_by_layer(
+        fx, x_train, y_train, x, {"same": x, "far": (x + 0.5).clamp(0, 1)}
+    )
+    s = th.mahalanobis_summary(far)
+    assert s.index.names == ["layer", "kind"] and len(s) == 2 * len(fx.layer_names)
+    np.testing.assert_allclose(s.xs("same", level="kind").auc, 0.5)
+    assert (s.xs("far", level="kind").ratio > 1).any()
+    with pytest.raises(ValueError, match="clean rows"):
+        th.mahalanobis_summary(far[far.kind != "clean"])
 
 
 def test_errors():
@@ -189,8 +196,10 @@ def test_errors():
         th.head_direction(m, y, y + 5)
     with pytest.raises(ValueError, match="groups"):
         th.cosines_across_inputs(torch.randn(4, 3), torch.zeros(3))
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match="shape of x_clean"):
         th.mahalanobis_by_layer(FeatureExtractor(m), x, y, x, x[:2])
+    with pytest.raises(ValueError, match="not 'clean'"):
+        th.mahalanobis_by_layer(FeatureExtractor(m), x, y, x, {"clean": x})
     with pytest.raises(TypeError, match="pool='gap'"):
         th.mahalanobis_by_layer(FeatureExtractor(m, pool=None), x, y, x, x)
 

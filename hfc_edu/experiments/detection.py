@@ -11,17 +11,20 @@ detection set with the protocol of :mod:`hfc_edu.protocol`, fits every detector 
 
 Protocol (the papers' code, with its noise bug fixed; see :mod:`hfc_edu.protocol`):
 
-1. keep the test images the classifier gets right, in test-set order, and take the first ``n``;
+1. keep the test images the classifier gets right and draw ``n`` of them (seeded; the official
+   code takes them in file order, which is biased when a test file is sorted by class);
 2. attack each one **targeted to another class** (the other class for binary tasks, where this is
    the same as untargeted; a seeded random other class otherwise) with the papers' schedule
    (T = 10 sign steps of 2ε/T; FGSM one step of ε; CW-L∞ = the same loop on the CW margin, κ = 100);
 3. negatives = the clean images and **genuinely noisy** copies (uniform noise in the same ε-ball;
    the official code's "noise" images equal the clean ones); positives = the **successful**
    adversarial examples only;
-4. the first 70 % of the images train the supervised detectors (LR heads, DFeat, QFeat, SVM,
+4. 70 % of the images train the supervised detectors (LR heads, DFeat, QFeat, SVM,
    DNN), the last 30 % evaluate every detector;
-5. the density detectors (KD, MAHA's class Gaussians, LID's reference) are fitted once on clean
-   features of a seeded subsample of the classifier's **training** images and shared by all attacks.
+5. the density detectors (KD, MAHA's class Gaussians, LID's reference batch) are fitted once on
+   clean features of a seeded subsample of the classifier's **training** images and shared by all
+   attacks; LID scores every query against the same reference batch of 100 (as the official
+   code's detector training), so its scores do not depend on where a query sits in a batch.
 
 Each image set goes through the classifier once: the clean, training and noisy features are
 extracted once, and each attack costs one attack run plus one feature extraction.
@@ -436,10 +439,13 @@ def _fit_density(
             extractor=opts["fx"] if opts["maha_magnitude"] > 0 else None,
         ).fit(train_fs, y_train)
     if "LID" in need:
-        # The reference set holds no query (training vs test images): skip nothing.
-        out["LID"] = LID(k=opts["lid_k"], batch_size=opts["lid_batch"], seed=opts["seed"]).fit(
-            train_fs
-        )
+        # One fixed reference batch of clean training features for every query, as the official
+        # code's training-time scores (LID scores each chunk of `batch_size` queries against
+        # its own random batch otherwise, and the clean, noisy and adversarial queries sit in
+        # different chunks: a batch effect confounded with the label). The reference holds no
+        # query (training vs test images), so nothing is skipped.
+        ref = train_fs.subset(torch.arange(min(opts["lid_batch"], len(train_fs))))
+        out["LID"] = LID(k=opts["lid_k"], batch_size=len(ref), seed=opts["seed"]).fit(ref)
     if "BU" in need:
         out["BU"] = BU(model, passes=opts["mc_passes"])
     return out
@@ -485,7 +491,7 @@ def run_detection(
     dnn_layers: str | Sequence[str] | None = None,
     noise: str = "uniform",
     train_fraction: float = 0.7,
-    shuffle: bool = False,
+    order: str = "random",
     seed: int = 0,
     batch_size: int = 128,
 ) -> DetectionReport:
@@ -510,11 +516,15 @@ def run_detection(
         kd_bandwidth: KD bandwidth: 1.0 (the HFC code), a float, ``"median"`` or ``"cv"``.
         maha_magnitude: MAHA input pre-processing step (0 = none, as in the HFC code's evaluation;
             its training used 0.0005).
-        lid_k, lid_batch: LID neighbours and reference mini-batch size.
+        lid_k, lid_batch: LID neighbours and the size of its one reference batch of clean
+            training features (the first ``lid_batch`` of the ``n_fit`` subsample).
         mc_passes: BU Monte-Carlo dropout passes.
         dnn_iters, dnn_widths, dnn_layers: DNN detector training iterations, conv widths, layers.
         noise: ``"uniform"`` (x + U(−ε, ε)) or ``"sign"`` (x ± ε) noisy negatives.
-        train_fraction, shuffle: the detector split (0.7, in order: the official code).
+        train_fraction: the detector-training fraction (0.7, the official code).
+        order: ``"random"``: a seeded random draw of ``n`` correctly classified test images, split
+            at random; ``"file"``: the first ``n`` in test-set order, split in order (the official
+            code; biased when the test file is sorted by class).
         seed: seeds everything random (subsample, targets, random starts, noise, detectors).
         batch_size: images per forward/attack batch.
 
@@ -530,6 +540,8 @@ def run_detection(
     names = _check_names(detectors)
     eps_list = _check_eps(eps)
     attack_fns = _attacks(attacks)
+    if order not in ("random", "file"):
+        raise ValueError(f"order must be 'random' or 'file', got {order!r}.")
     if noise not in ("uniform", "sign"):
         raise ValueError(f"noise must be 'uniform' or 'sign', got {noise!r}.")
     for label, v in (("n", n), ("n_fit", n_fit)):
@@ -548,6 +560,8 @@ def run_detection(
     # 1. The first n correctly classified test images.
     ok = correct_mask(model, data.x_test, data.y_test, batch_size)
     index = ok.nonzero().flatten()
+    if order == "random":  # a seeded random draw, kept in random order (= a random 70/30 split)
+        index = index[torch.randperm(len(index), generator=torch.Generator().manual_seed(seed))]
     if n is not None:
         index = index[:n]
     if len(index) < 4:
@@ -590,7 +604,7 @@ def run_detection(
                 continue
             split = split_detection_set(
                 x, y, x_adv, success, x_noisy,
-                train_fraction=train_fraction, shuffle=shuffle, seed=seed,
+                train_fraction=train_fraction,
             )  # fmt: skip
             if len(split.train.adv_index) < 2 or len(split.test.adv_index) < 1:
                 log.warning(

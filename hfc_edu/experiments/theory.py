@@ -173,10 +173,11 @@ class Trajectory:
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise cosine of ``(N, ...)`` tensors in float64 (0 where a norm is 0)."""
+    """Row-wise cosine of ``(N, ...)`` tensors in float64, in [−1, 1] (0 where a norm is 0)."""
     a, b = a.flatten(1).double(), b.flatten(1).double()
     den = a.norm(dim=1) * b.norm(dim=1)
-    return torch.where(den > 0, (a * b).sum(1) / den.clamp_min(1e-300), torch.zeros_like(den))
+    c = torch.where(den > 0, (a * b).sum(1) / den.clamp_min(1e-300), torch.zeros_like(den))
+    return c.clamp_(-1.0, 1.0)
 
 
 class _Probe:
@@ -387,7 +388,7 @@ def cosines_across_inputs(
         )
     g = grad.double()
     g = g / g.norm(dim=1, keepdim=True).clamp_min(1e-300)
-    gram = g @ g.T
+    gram = (g @ g.T).clamp_(-1.0, 1.0)
     same = groups[:, None] == groups[None, :]
     iu = torch.triu_indices(len(g), len(g), offset=1)
     mask = same[iu[0], iu[1]]
@@ -491,33 +492,40 @@ def mahalanobis_by_layer(
     x_train: torch.Tensor,
     y_train: torch.Tensor,
     x_clean: torch.Tensor,
-    x_adv: torch.Tensor,
+    x_adv: torch.Tensor | Mapping[str, torch.Tensor],
     shrinkage: str | float | None = "ledoit_wolf",
     batch_size: int = 256,
 ) -> pd.DataFrame:
     """Mahalanobis distance of clean and adversarial GAP features to the closest class mean.
 
     Fits :class:`~hfc_edu.detectors.MAHA` (class means + tied covariance per layer) on the
-    features of ``x_train``, then scores ``x_clean`` and ``x_adv`` (same shape ``(N, ...)``).
-    Returns a long table: ``layer``, ``depth``, ``kind`` (``"clean"`` / ``"adversarial"``),
-    ``image`` and ``distance`` = ``min_c sqrt((h − μ_c)ᵀ Σ⁻¹ (h − μ_c))``, and ``distance_rel`` =
-    ``distance / sqrt(C_l)`` (≈ 1 for a Gaussian feature of dimension ``C_l``).
+    features of ``x_train`` once, then scores ``x_clean`` and the adversarial images: one tensor
+    (kind ``"adversarial"``) or a mapping ``{kind: images}``, each shaped like ``x_clean``.
+    Returns a long table: ``layer``, ``depth``, ``kind`` (``"clean"`` or the adversarial kind),
+    ``image``, ``distance`` = ``min_c sqrt((h − μ_c)ᵀ Σ⁻¹ (h − μ_c))`` and ``distance_rel`` =
+    ``distance / sqrt(C_l)`` (about 1 for a Gaussian feature of dimension ``C_l``).
     """
     if not isinstance(fx, FeatureExtractor) or fx.pool != "gap":
         raise TypeError("fx must be a FeatureExtractor with pool='gap'.")
     check_images(x_clean, "x_clean")
-    check_images(x_adv, "x_adv")
-    if x_clean.shape != x_adv.shape:
+    advs = dict(x_adv) if isinstance(x_adv, Mapping) else {"adversarial": x_adv}
+    if not advs or "clean" in advs:
         raise ValueError(
-            f"x_clean {tuple(x_clean.shape)} and x_adv {tuple(x_adv.shape)} must have the same shape."
+            "x_adv must be a tensor or a non-empty mapping whose keys are not 'clean'."
         )
+    for kind, xa in advs.items():
+        check_images(xa, f"x_adv[{kind!r}]")
+        if xa.shape != x_clean.shape:
+            raise ValueError(
+                f"x_adv[{kind!r}] {tuple(xa.shape)} must have the shape of x_clean "
+                f"{tuple(x_clean.shape)}."
+            )
     _, f_train = fx.extract(x_train, batch_size)
     maha = MAHA(shrinkage=shrinkage).fit(f_train, y_train)
     frames = []
-    for kind, xs in (("clean", x_clean), ("adversarial", x_adv)):
+    for kind, xs in {"clean": x_clean, **advs}.items():
         _, f = fx.extract(xs, batch_size)
-        d2 = maha.distances(f)
-        for depth, (name, t) in enumerate(d2.items()):
+        for depth, (name, t) in enumerate(maha.distances(f).items()):
             d = t.min(1).values.sqrt().float().numpy()
             frames.append(
                 pd.DataFrame(
@@ -529,28 +537,37 @@ def mahalanobis_by_layer(
                         "distance": d,
                         "distance_rel": d / np.sqrt(f[name].shape[1]),
                     }
-                )  # fmt: skip
+                )
             )
     return pd.concat(frames, ignore_index=True)
 
 
 def mahalanobis_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per layer: median distance of clean and adversarial features, their ratio, and the AUC of
-    the distance as a detector score (adversarial = positive)."""
+    """Per layer and adversarial kind: median distance of the clean and the adversarial
+    features, their ratio, and the AUC of the distance as a detector score (adversarial =
+    positive). Index ``(layer, kind)`` in depth order."""
+    missing = [c for c in ("layer", "depth", "kind", "distance") if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"Columns {missing} are missing; pass the table from mahalanobis_by_layer."
+        )
+    kinds = [k for k in df.kind.unique() if k != "clean"]
+    if not kinds or "clean" not in set(df.kind):
+        raise ValueError("The table needs clean rows and at least one adversarial kind.")
     rows = []
     for (_depth, layer), g in df.groupby(["depth", "layer"], sort=True):
         clean = g.loc[g.kind == "clean", "distance"].to_numpy()
-        adv = g.loc[g.kind == "adversarial", "distance"].to_numpy()
-        if not len(clean) or not len(adv):
-            raise ValueError(f"Layer {layer!r} lacks clean or adversarial rows.")
-        labels = np.r_[np.zeros(len(clean)), np.ones(len(adv))]
-        rows.append(
-            {
-                "layer": layer,
-                "median_clean": float(np.median(clean)),
-                "median_adv": float(np.median(adv)),
-                "ratio": float(np.median(adv) / np.median(clean)),
-                "auc": float(roc_auc_score(labels, np.r_[clean, adv])),
-            }
-        )
-    return pd.DataFrame(rows).set_index("layer")
+        for kind in kinds:
+            adv = g.loc[g.kind == kind, "distance"].to_numpy()
+            labels = np.r_[np.zeros(len(clean)), np.ones(len(adv))]
+            rows.append(
+                {
+                    "layer": layer,
+                    "kind": kind,
+                    "median_clean": float(np.median(clean)),
+                    "median_adv": float(np.median(adv)),
+                    "ratio": float(np.median(adv) / np.median(clean)),
+                    "auc": float(roc_auc_score(labels, np.r_[clean, adv])),
+                }
+            )
+    return pd.DataFrame(rows).set_index(["layer", "kind"])

@@ -1,0 +1,221 @@
+"""The detection pipeline on a tiny classifier trained on synthetic, well-separated images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hfc_edu.attacks import pgd
+from hfc_edu.data import ImageDataset
+from hfc_edu.experiments.detection import (
+    DETECTORS,
+    TABLE_COLUMNS,
+    feature_embedding,
+    representative_layers,
+    run_detection,
+)
+from hfc_edu.models.zoo import build_model
+
+EPS = 8 / 256
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _images(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class 1 has a brighter centre than class 0; a weak signal so that small ε succeeds."""
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = 0.4 + 0.1 * torch.rand(n, 1, 12, 12, generator=g)
+    x[:, :, 4:8, 4:8] += 0.06 * (2 * y.view(-1, 1, 1, 1) - 1)
+    return x.clamp(0, 1), y
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A compact_resnet_narrow (dropout 0.3 for BU) trained for a few steps; ~95 % accuracy."""
+    g = torch.Generator().manual_seed(0)
+    x_tr, y_tr = _images(240, g)
+    x_va, y_va = _images(20, g)
+    x_te, y_te = _images(120, g)
+    data = ImageDataset("tiny", ("a", "b"), x_tr, y_tr, x_va, y_va, x_te, y_te)
+    torch.manual_seed(0)
+    model = build_model("compact_resnet_narrow", 1, 2, 2, 12, [0.45], [0.05], dropout=0.3)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(60):
+        idx = torch.randint(0, len(x_tr), (64,), generator=g)
+        loss = torch.nn.functional.cross_entropy(model(x_tr[idx]), y_tr[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        acc = (model(x_te).argmax(1) == y_te).float().mean().item()
+    assert acc > 0.85, acc
+    return model, data
+
+
+def _run(tiny, **kw):
+    model, data = tiny
+    args = dict(
+        attacks=["FGSM", "PGD"],
+        eps=EPS,
+        detectors=DETECTORS,
+        n=60,
+        n_fit=120,
+        mc_passes=4,
+        dnn_iters=3,
+        dnn_widths=(4, 8),
+        dnn_layers=["layer3.0.out", "layer4.0.out"],
+        lid_k=5,
+        lid_batch=40,
+        batch_size=32,
+    )
+    args.update(kw)
+    return run_detection(model, data, **args)
+
+
+@pytest.fixture(scope="module")
+def report(tiny):
+    return _run(tiny)
+
+
+def test_table_layout_and_metric_ranges(report):
+    t = report.table
+    assert list(t.columns) == TABLE_COLUMNS
+    assert len(t) == 2 * len(DETECTORS)
+    assert list(t["detector"].unique()) == list(DETECTORS)
+    assert t["auc"].between(0, 1).all() and t["tpr90"].between(0, 1).all()
+    assert (t["tpr95"] <= t["tpr90"] + 1e-12).all()
+    assert np.allclose(t["eps_256"], 8.0)
+    piv = report.pivot("auc")
+    assert list(piv.index) == ["FGSM", "PGD"] and list(piv.columns) == list(DETECTORS)
+
+
+def test_protocol_split_noise_and_successful_positives(report, tiny):
+    model, data = tiny
+    run = report.run("PGD")
+    n = len(report.x)
+    assert n == 60
+    # the attacked images are correctly classified test images
+    with torch.no_grad():
+        assert (model(report.x).argmax(1) == report.y).all()
+    assert torch.equal(data.x_test[report.index], report.x)
+    tr, te = run.data.train, run.data.test
+    assert len(tr.index) == 42 and len(te.index) == 18
+    assert set(tr.index.tolist()).isdisjoint(te.index.tolist())
+    # noisy negatives are genuinely noisy, within the eps-ball
+    d = (te.noisy - te.clean).abs()
+    assert d.max() <= EPS + 1e-6 and (d > 0).float().mean() > 0.5
+    # only successful adversarial examples are positives
+    assert torch.equal(te.adv_index, te.index[run.success[te.index]])
+    rows = report.table[report.table.attack == "PGD"]
+    assert (rows["n_pos"] == int(run.success[te.index].sum())).all()
+    assert (rows["n_neg"] == 2 * len(te.index)).all()
+    assert rows["success_rate"].iloc[0] == pytest.approx(run.success_rate)
+    assert run.success_rate > 0.5
+    # the attack respected the budget and targeted the other class
+    assert (run.x_adv - report.x).abs().max() <= EPS + 1e-6
+    assert torch.equal(run.target, 1 - report.y)
+
+
+def test_detectors_separate_strong_attacks(report):
+    """At 8/256 on this toy model, the feature detectors see the attack (they can fail)."""
+    auc = report.pivot("auc").loc["PGD"]
+    assert max(auc["KD"], auc["MAHA"], auc["LID"]) > 0.8, auc
+    assert auc["SVM"] > 0.8, auc
+
+
+def test_evaluate_new_examples_matches_the_table(report):
+    """Re-scoring the run's own adversarial examples reproduces its table rows."""
+    run = report.run("PGD")
+    te = run.data.test
+    new = run.evaluate(run.x_adv[te.index], name="again")
+    assert torch.equal(new.success, run.success[te.index])
+    old = report.table[report.table.attack == "PGD"].set_index("detector")
+    got = new.table.set_index("detector")
+    assert (got["attack"] == "again").all()
+    for d in ("KD", "LID", "MAHA", "DFeat", "QFeat", "SVM", "DNN"):
+        for col in ("auc", "tpr90", "tpr95", "n_pos", "n_neg"):
+            assert got.loc[d, col] == pytest.approx(old.loc[d, col], abs=1e-9), (d, col)
+    # clean images are scored like the negatives: the detectors do not flag them as a group
+    clean = run.evaluate(te.clean, success=torch.ones(len(te.clean), dtype=torch.bool))
+    assert clean.table.set_index("detector").loc["KD", "auc"] < 0.7
+    neg, pos = new.scores["MAHA"]
+    assert len(neg) == 2 * len(te.index) and len(pos) == int(new.success.sum())
+
+
+def test_hfc_style_reuse_targets_and_subset(report):
+    run = report.run("PGD")
+    assert torch.equal(run.test_targets, 1 - run.test_labels)
+    x_new = pgd(
+        run.model, run.test_clean, run.test_targets, eps=EPS, targeted=True, y_true=run.test_labels
+    ).x_adv
+    new = run.evaluate(x_new, detectors=["KD", "SVM"], name="PGD-again")
+    assert list(new.table["detector"]) == ["KD", "SVM"]
+
+
+def test_deterministic_and_eps_list(tiny, report):
+    again = _run(tiny, attacks=["PGD"], eps=[4 / 256, EPS], detectors=("KD", "BU", "LID"))
+    a = again.table[np.isclose(again.table.eps, EPS)].reset_index(drop=True)
+    b = report.table[
+        (report.table.attack == "PGD") & report.table.detector.isin(["KD", "BU", "LID"])
+    ]
+    np.testing.assert_allclose(a["auc"], b["auc"].to_numpy(), atol=1e-12)
+    assert set(again.table["eps_256"]) == {4.0, 8.0}
+    assert again.run("PGD", 4 / 256).eps == 4 / 256
+    with pytest.raises(KeyError, match="several eps"):
+        again.run("PGD")
+    with pytest.raises(ValueError, match="pass eps"):
+        again.pivot()
+
+
+def test_custom_callable_attack(tiny):
+    def noise_attack(model, x, y, *, eps, generator=None):
+        return (x + eps * torch.randn(x.shape, generator=generator).sign()).clamp(0, 1)
+
+    rep = _run(tiny, attacks={"PGD": "PGD", "sign-noise": noise_attack}, detectors=("KD",), eps=0.3)
+    assert set(rep.table["attack"]) <= {"PGD", "sign-noise"}
+
+
+def test_embedding_and_layers(report):
+    run = report.run("PGD")
+    layers = representative_layers(run.test.layers)
+    assert layers[0] == "stem" and layers[-1] == run.test.layers[-1] and len(layers) == 3
+    emb, groups = feature_embedding(run, layers[1])
+    assert emb.shape == (len(run.test), 2)
+    assert groups.count("clean") == groups.count("noisy") == len(run.data.test.index)
+    assert groups.count("adversarial") == len(run.data.test.adv_index)
+    with pytest.raises(ValueError, match="Unknown layer"):
+        feature_embedding(run, "nope")
+    with pytest.raises(ValueError, match="method"):
+        feature_embedding(run, layers[0], method="umap")
+
+
+def test_bad_input(tiny, report):
+    model, data = tiny
+    with pytest.raises(ValueError, match="Unknown detector"):
+        run_detection(model, data, detectors=["KD", "GMM"])
+    with pytest.raises(ValueError, match="1/256"):
+        run_detection(model, data, eps=4)
+    with pytest.raises(ValueError, match="Unknown attack"):
+        run_detection(model, data, attacks=["DeepFool"])
+    with pytest.raises(TypeError, match="ImageDataset"):
+        run_detection(model, (data.x_test, data.y_test))
+    with pytest.raises(ValueError, match="order"):
+        run_detection(model, data, order="sorted")
+    with pytest.raises(KeyError, match="No run"):
+        report.run("CW")
+    run = report.run("PGD")
+    with pytest.raises(ValueError, match="aligned"):
+        run.evaluate(run.test_clean[:3])
+    with pytest.raises(ValueError, match="not fitted"):
+        _run(tiny, attacks=["PGD"], detectors=("KD",)).run("PGD").evaluate(
+            run.test_clean, detectors=["SVM"]
+        )
