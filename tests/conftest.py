@@ -29,7 +29,8 @@ requires_data = pytest.mark.skipif(
 
 @pytest.fixture(scope="session")
 def trained_cxr28():
-    """A compact ResNet trained on real 28 px PneumoniaMNIST (cached in the checkpoint cache).
+    """The book profile's compact ResNet on real 28 px PneumoniaMNIST (one of ``BOOK_MODELS``, so
+    ``hfc-edu prepare`` has usually cached it already).
 
     Returns a namespace: model (eval, CPU), fx (FeatureExtractor, all ReLU layers), data,
     x_train, y_train, x_test, y_test, test (metrics dict).
@@ -37,10 +38,10 @@ def trained_cxr28():
     if not real_data_available():
         pytest.skip("real data not found: set HFC_EDU_DATA (CI points it at ../shared/data)")
     from hfc_edu.features import FeatureExtractor
-    from hfc_edu.models import TrainConfig, get_classifier
+    from hfc_edu.models import get_classifier
 
     torch.manual_seed(0)
-    tm = get_classifier("chest_xray", size=28, train_config=TrainConfig(epochs=4), progress=False)
+    tm = get_classifier("chest_xray", size=28, profile="book", progress=False)
     d = tm.data
     return SimpleNamespace(
         model=tm.model,

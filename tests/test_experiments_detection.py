@@ -12,6 +12,8 @@ from hfc_edu.experiments.detection import (
     DETECTORS,
     TABLE_COLUMNS,
     feature_embedding,
+    metric_grid,
+    overshoot_table,
     representative_layers,
     run_detection,
 )
@@ -120,6 +122,9 @@ def test_protocol_split_noise_and_successful_positives(report, tiny):
     assert (rows["n_neg"] == 2 * len(te.index)).all()
     assert rows["success_rate"].iloc[0] == pytest.approx(run.success_rate)
     assert run.success_rate > 0.5
+    # the density detectors were fitted on (a subsample of) the training images
+    assert len(report.fit_features) == len(report.fit_labels) == 120
+    assert report.density["KD"].dims_ == {report.fit_features.layers[-1]: 64}
     # the attack respected the budget and targeted the other class
     assert (run.x_adv - report.x).abs().max() <= EPS + 1e-6
     assert torch.equal(run.target, 1 - report.y)
@@ -182,6 +187,17 @@ def test_custom_callable_attack(tiny):
 
     rep = _run(tiny, attacks={"PGD": "PGD", "sign-noise": noise_attack}, detectors=("KD",), eps=0.3)
     assert set(rep.table["attack"]) <= {"PGD", "sign-noise"}
+
+
+def test_grid_and_overshoot(report):
+    grid = metric_grid(report.table, "tpr90")
+    assert list(grid.index) == ["FGSM 8/256", "PGD 8/256"] and list(grid.columns) == list(DETECTORS)
+    assert grid.loc["PGD 8/256", "KD"] == report.pivot("tpr90").loc["PGD", "KD"]
+    ov = overshoot_table(report)
+    assert list(ov["attack"]) == ["FGSM", "PGD"]
+    assert ov["target_confidence"].between(0.5, 1).all() and (ov["feature_shift"] > 0).all()
+    with pytest.raises(ValueError, match="Unknown metric"):
+        metric_grid(report.table, "f1")
 
 
 def test_embedding_and_layers(report):

@@ -115,6 +115,19 @@ def test_trajectory_binary_invariants_and_chunking():
     assert set(chunked.layer_cos) == set(tr.layer_cos)
 
 
+def test_binary_targeted_and_untargeted_steps_coincide():
+    # the two losses' input gradients differ by a positive factor, so their signs agree
+    m, x = tiny(2, head_scale=3.0), images(8)
+    y = m(x).argmax(1)
+    kw = dict(eps=8 / 256, steps=4, layers=None, first_order=False)
+    a = th.pgd_trajectory(m, x, y, generator=torch.Generator().manual_seed(1), **kw)
+    b = th.pgd_trajectory(
+        m, x, 1 - y, targeted=True, generator=torch.Generator().manual_seed(1), **kw
+    )
+    torch.testing.assert_close(a.x_adv, b.x_adv, atol=0, rtol=0)
+    assert torch.equal(a.success, b.success)
+
+
 def test_multiclass_directions_rotate_across_iterations():
     m, x = tiny(10, seed=4, head_scale=30.0), images(16, seed=5)
     y = m(x).argmax(1)
@@ -190,6 +203,10 @@ def test_errors():
         th.pgd_trajectory(m, x, y, eps=0.0)
     with pytest.raises(ValueError, match="steps"):
         th.pgd_trajectory(m, x, y, eps=0.01, steps=0)
+    with pytest.raises(ValueError, match="random_start"):
+        th.pgd_trajectory(m, x, y, eps=0.01, random_start="uniform")
+    with pytest.raises(ValueError, match="Unknown layer"):
+        th.pgd_trajectory(m, x, y, eps=0.01, layers=["nope"])
     with pytest.raises(ValueError, match="shape"):
         th.feature_gradient(m, x, y[:3])
     with pytest.raises(ValueError, match="outside"):

@@ -301,6 +301,9 @@ class DetectionReport:
         density: the detectors fitted on the classifier's training features, shared by all runs
             (``"KD"``, ``"MAHA"``, ``"LID"``: the per-layer base detectors; ``"BU"``).
         x, y, index: the ``n`` attacked clean images, their labels and positions in the test set.
+        clean: their features (:class:`~hfc_edu.detectors.FeatureSet`).
+        fit_features, fit_labels: features and labels of the training images that fitted the
+            density detectors (refit a detector on them, e.g. ``KD("cv").fit(fit_features, fit_labels)``).
     """
 
     dataset: str
@@ -311,6 +314,8 @@ class DetectionReport:
     y: torch.Tensor = field(repr=False)
     index: torch.Tensor = field(repr=False)
     clean: FeatureSet = field(repr=False)
+    fit_features: FeatureSet = field(repr=False)
+    fit_labels: torch.Tensor = field(repr=False)
 
     def run(self, attack: str, eps: float | None = None) -> DetectionRun:
         """The run of ``attack`` at ``eps`` (may be omitted when the attack ran at one ε only)."""
@@ -627,7 +632,56 @@ def run_detection(
             )  # fmt: skip
     if not runs:
         raise RuntimeError("No attack succeeded often enough to evaluate any detector.")
-    return DetectionReport(dataset, _table(rows), runs, density, x, y, index, clean_fs)
+    return DetectionReport(
+        dataset, _table(rows), runs, density, x, y, index, clean_fs, train_fs, data.y_train[fit_idx]
+    )
+
+
+# -------------------------------------------------------------------------------- tables
+def eps_label(eps: float) -> str:
+    """``4/256``-style label of an ε in pixel units."""
+    return f"{eps * 256:g}/256"
+
+
+def metric_grid(table: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
+    """``(attack ε) × detector`` grid of ``metric`` from one or more detection tables (row and
+    column order as they first appear), e.g. for a heatmap."""
+    if metric not in table.columns:
+        raise ValueError(f"Unknown metric {metric!r}; the table has {list(table.columns)}.")
+    df = table.assign(row=table["attack"] + " " + table["eps"].map(eps_label))
+    grid = df.pivot(index="row", columns="detector", values=metric)
+    return grid.loc[pd.unique(df["row"]), pd.unique(df["detector"])]
+
+
+def overshoot_table(report: DetectionReport) -> pd.DataFrame:
+    """How far each attack pushes the successful examples of the detector-test split.
+
+    Columns: ``success_rate`` (all n images), ``target_confidence`` (median softmax probability
+    of the target class) and ``feature_shift`` (median ‖z(x_adv) − z(x)‖ of the penultimate
+    features ``z``, in units of the clean features' spread √tr Cov(z)).
+    """
+    rows = []
+    spread = None
+    for (attack, eps), run in report.runs.items():
+        layer = run.test.layers[-1]
+        z_clean_all = report.clean.feats[layer].double()
+        if spread is None:
+            spread = float(z_clean_all.var(0).sum().sqrt())
+        pos = run.test.subset(run.test_is_adv == 1)
+        z_adv = pos.feats[layer].double()
+        z_src = report.clean.subset(run.data.test.adv_index).feats[layer].double()
+        p_t = pos.logits.softmax(1)[torch.arange(len(pos)), run.target[run.data.test.adv_index]]
+        rows.append(
+            {
+                "attack": attack,
+                "eps": eps,
+                "eps_256": eps * 256,
+                "success_rate": run.success_rate,
+                "target_confidence": float(p_t.median()),
+                "feature_shift": float((z_adv - z_src).norm(dim=1).median()) / spread,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------- embeddings
@@ -678,7 +732,10 @@ __all__ = [
     "DetectionReport",
     "DetectionRun",
     "NewAttackScores",
+    "eps_label",
     "feature_embedding",
+    "metric_grid",
+    "overshoot_table",
     "representative_layers",
     "run_detection",
 ]

@@ -271,51 +271,44 @@ def pgd_trajectory(
         names = list(layers)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    parts = [
-        _trajectory_batch(
-            model,
-            x[i : i + batch_size].detach(),
-            y[i : i + batch_size],
-            eps,
-            steps,
-            alpha,
-            loss_fn,
-            targeted,
-            kappa,
-            random_start,
-            generator,
-            names,
-            first_order,
-        )  # fmt: skip
-        for i in range(0, len(x), batch_size)
-    ]
+    if random_start not in ("symmetric", "official", None):
+        raise ValueError(
+            f"random_start must be 'symmetric', 'official' or None, got {random_start!r}."
+        )
+    probe = _Probe(model, loss_fn, names)
+    # one PGD step from the previous iterate, exactly as the library's attack takes it
+    step = dict(eps=eps, alpha=alpha, steps=1, targeted=targeted, loss=loss_fn, kappa=kappa)
+    parts = []
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i : i + batch_size].detach(), y[i : i + batch_size]
+        parts.append(
+            _trajectory_batch(
+                model, probe, xb, yb, steps, step, random_start, generator, first_order
+            )
+        )
     return _concat(parts)
 
 
 def _trajectory_batch(
-    model,
-    x,
-    y,
-    eps,
-    steps,
-    alpha,
-    loss_fn,
-    targeted,
-    kappa,
-    random_start,
-    generator,
-    names,
-    first_order,
-):
-    probe = _Probe(model, loss_fn, names)
-    eps_b = torch.full((len(x),) + (1,) * (x.ndim - 1), eps, dtype=x.dtype, device=x.device)
+    model: Classifier,
+    probe: _Probe,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    step: dict,
+    random_start: str | None,
+    generator: torch.Generator | None,
+    first_order: bool,
+) -> Trajectory:
+    names = probe.fx.layer_names if probe.fx is not None else []
+    eps_b = torch.full((len(x),) + (1,) * (x.ndim - 1), step["eps"], dtype=x.dtype, device=x.device)
     with frozen_eval(model), torch.enable_grad():
         z0, g0, p0, gmaps0, states0, _ = probe(x, y, None)
         u = -g0 / g0.norm(dim=1, keepdim=True).clamp_min(1e-30)
         x_s = random_start_point(x, eps_b, "linf", random_start, generator)
         zs, gs, ps = [], [], []
-        lcos = {n: [] for n in names}
-        flips = {n: [] for n in names}
+        lcos: dict[str, list] = {n: [] for n in names}
+        flips: dict[str, list] = {n: [] for n in names}
         pred, act = [], []
         gx_prev = x_prev = None  # ∇ₓ(uᵀz) and the image at the previous iterate
         for s in range(steps + 1):
@@ -333,37 +326,48 @@ def _trajectory_batch(
                 break
             gx_prev, x_prev = gx, x_s
             x_s = gradient_attack(
-                model, x, y, eps=eps, alpha=alpha, steps=1, targeted=targeted, loss=loss_fn,
-                kappa=kappa, delta0=x_s - x, random_start=None, return_result=False,
-            )  # fmt: skip
-    success = ps[-1].argmax(1) == y if targeted else ps[-1].argmax(1) != y
+                model, x, y, delta0=x_s - x, random_start=None, return_result=False, **step
+            )
+    pred_final = ps[-1].argmax(1)
     return Trajectory(
-        z_clean=z0, grad_clean=g0, probs_clean=p0, z=torch.stack(zs), grad_z=torch.stack(gs), probs=torch.stack(ps),
-        direction=u, x_adv=x_s.detach(), success=success, y=y, targeted=targeted,
+        z_clean=z0,
+        grad_clean=g0,
+        probs_clean=p0,
+        z=torch.stack(zs),
+        grad_z=torch.stack(gs),
+        probs=torch.stack(ps),
+        direction=u,
+        x_adv=x_s.detach(),
+        success=pred_final == y if step["targeted"] else pred_final != y,
+        y=y,
+        targeted=step["targeted"],
         layer_cos={n: torch.stack(v) for n, v in lcos.items()},
         layer_flips={n: torch.stack(v) for n, v in flips.items()},
         predicted=torch.stack(pred) if first_order else None,
         actual=torch.stack(act) if first_order else None,
-    )  # fmt: skip
+    )
 
 
 def _concat(parts: list[Trajectory]) -> Trajectory:
+    """Join the per-chunk records along the image axis."""
     if len(parts) == 1:
         return parts[0]
     first = parts[0]
 
-    def cat(attr, dim):
+    def cat(attr: str, dim: int) -> torch.Tensor | None:
+        if getattr(first, attr) is None:
+            return None
         return torch.cat([getattr(p, attr) for p in parts], dim)
 
+    per_image = ("z_clean", "grad_clean", "probs_clean", "direction", "x_adv", "success", "y")
+    per_step = ("z", "grad_z", "probs", "predicted", "actual")
     return Trajectory(
-        z_clean=cat("z_clean", 0), grad_clean=cat("grad_clean", 0), probs_clean=cat("probs_clean", 0), z=cat("z", 1),
-        grad_z=cat("grad_z", 1), probs=cat("probs", 1), direction=cat("direction", 0),
-        x_adv=cat("x_adv", 0), success=cat("success", 0), y=cat("y", 0), targeted=first.targeted,
+        **{a: cat(a, 0) for a in per_image},
+        **{a: cat(a, 1) for a in per_step},
+        targeted=first.targeted,
         layer_cos={n: torch.cat([p.layer_cos[n] for p in parts], 1) for n in first.layer_cos},
         layer_flips={n: torch.cat([p.layer_flips[n] for p in parts], 1) for n in first.layer_flips},
-        predicted=None if first.predicted is None else cat("predicted", 1),
-        actual=None if first.actual is None else cat("actual", 1),
-    )  # fmt: skip
+    )
 
 
 def cosines_across_iterations(traj: Trajectory) -> np.ndarray:
