@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from hfc_edu.data.dataset import ImageDataset
 
