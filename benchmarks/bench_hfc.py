@@ -27,6 +27,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 
 import torch
@@ -54,6 +55,10 @@ def two_pass_hfc_pgd(model, fx, term, x, t, eps, alpha, steps, delta0):
             with torch.no_grad():
                 x_adv = torch.minimum(torch.maximum(x_adv - alpha * g.sign(), lo), hi)
     return x_adv.detach()
+
+
+def progress(msg: str) -> None:
+    print(f"[bench_hfc] {msg}", file=sys.stderr, flush=True)
 
 
 def timed(fn, device: torch.device) -> tuple[float, float]:
@@ -103,12 +108,13 @@ def main() -> None:
     x_fit = torch.rand(n_fit, 3, args.size, args.size, generator=g)
     x_fit = (x_fit * torch.rand(n_fit, 1, 1, 1, generator=g)).to(dev)  # vary the brightness
     y_fit = torch.arange(n_fit) % 2
+    progress(f"fitting GMMs (K={args.components}) on {n_fit} random images ...")
     t0 = time.perf_counter()
     gmms = fit_class_gmms(
         model, x_fit, y_fit, n_components=args.components, bayesian=not args.gaussian, cache=False
     )
     fit_total = time.perf_counter() - t0
-    gmms = gmms  # float64 buffers; HFCLoss makes float32 copies on the attack's device
+    progress(f"GMMs fitted in {time.perf_counter() - t0:.1f} s; correctness gates ...")
 
     x = torch.rand(args.batch, 3, args.size, args.size, generator=g).to(dev)
     t = torch.randint(0, 2, (args.batch,), generator=g).to(dev)
@@ -138,6 +144,7 @@ def main() -> None:
         gates["two_pass_max_abs_diff"] = float((naive - fused).abs().max())
         gates["two_pass_frac_pixels_equal"] = float((naive == fused).float().mean())
 
+    progress("timing ...")
     names = list(methods)
     wall: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}
@@ -147,6 +154,7 @@ def main() -> None:
             w, c = timed(methods[n], dev)
             wall[n].append(w)
             cpu[n].append(c)
+            progress(f"round {r + 1}/{args.rounds} {n}: wall {w:.2f} s, cpu {c:.2f} s")
     basis = cpu if dev.type == "cpu" else wall
     rows = {}
     for n in names:

@@ -49,7 +49,7 @@ def grad_cam(
     fx = FeatureExtractor(model, layers=[layer], pool=None)
 
     def run():
-        logits, feats = fx(x.detach())
+        logits, feats = fx(x.detach().requires_grad_(True))
         a = feats[layer]
         t = logits.argmax(1) if target is None else target
         (g,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), a)
@@ -59,6 +59,6 @@ def grad_cam(
         cam = F.interpolate(cam, size=x.shape[2:], mode=mode, align_corners=False)[:, 0]
         flat = cam.flatten(1)
         lo, hi = flat.min(1).values, flat.max(1).values
-        return ((flat - lo[:, None]) / (hi - lo).clamp_min(1e-12)[:, None]).view_as(cam)
+        return ((flat - lo[:, None]) / (hi - lo).clamp_min(1e-12)[:, None]).view_as(cam).detach()
 
     return _eval_frozen_grad(model, run)
