@@ -99,9 +99,11 @@ def test_cw_l2_smaller_than_pgd_l2_synthetic(synthetic_model):
 
 @pytest.mark.slow
 def test_attacks_break_cxr28(cxr):
-    # This 28 px compact model needs more than the papers' 1/256 (224 px ResNet-50): measured
-    # BIM success on 32 correct test images: 0.28 / 0.44 / 0.91 / 1.0 at ε = 1, 2, 4, 6 /256.
-    _check_attacks_break(cxr, eps=6 / 256, min_clean_acc=0.8)
+    # This 28 px compact model (the book profile's: augmentation, dropout 0.3) needs more than the
+    # papers' 1/256 (224 px ResNet-50): measured BIM success on these 32 correct test images:
+    # 0.19 / 0.44 / 0.84 / 1.0 at ε = 1, 2, 4, 8 /256 (FGSM 0.875 at 8/256). Chapter 4 shows why
+    # resolution matters; at 128 px the same attack needs far less.
+    _check_attacks_break(cxr, eps=8 / 256, min_clean_acc=0.8)
 
 
 @pytest.mark.slow
