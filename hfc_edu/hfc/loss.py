@@ -32,6 +32,18 @@ def _compute_type(f: torch.Tensor) -> tuple[torch.device, torch.dtype]:
     return f.device, (torch.float64 if f.dtype == torch.float64 else torch.float32)
 
 
+def _whiten_all(h: torch.Tensor, means: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``r[n, c, k] = (h_n − μ_ck) U_ck``: ``(N, D)``, ``(C, K, D)``, ``(C, K, D, D)`` -> ``(N, C, K, D)``."""
+    return torch.einsum("nckd,ckde->ncke", h[:, None, None, :] - means, u)
+
+
+@torch.no_grad()
+def _choose(r_all: torch.Tensor, bias: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``k* = argmax_k log π_{y,k} + log|U_{y,k}| − ½‖r_{y,k}‖²`` per sample: ``(N,)``."""
+    score = bias - 0.5 * r_all.square().sum(-1)  # (N, C, K)
+    return score[torch.arange(y.shape[0], device=y.device), y].argmax(-1)
+
+
 class HFCLoss(Loss):
     """HFC term, per sample ``(N,)``; ``y`` are the attack's TARGET classes.
 
@@ -105,12 +117,6 @@ class HFCLoss(Loss):
     def __repr__(self) -> str:
         return f"HFCLoss(layers={len(self.layers)}, K={self.gmms.n_components}, lam={self.lam:g})"
 
-    def _params(
-        self, device: torch.device, dtype: torch.dtype
-    ) -> dict[str, tuple[torch.Tensor, ...]]:
-        """Per layer: means (C, K, D), U (C, K, D, D), log π + log|U| (C, K) on device/dtype."""
-        return {n: self.gmms.packed(n, device, dtype) for n in self.layers}
-
     def _check(self, y: torch.Tensor, features: Features) -> None:
         missing = [n for n in self.layers if n not in features]
         if missing:
@@ -133,39 +139,29 @@ class HFCLoss(Loss):
         y = y.long()
         self._check(y, features)
         dev, dt = _compute_type(features[self.layers[0]])
-        params = self._params(dev, dt)
-        return {n: self._select(features[n].to(dt), y, *params[n]) for n in self.layers}
-
-    @staticmethod
-    def _select(
-        h: torch.Tensor, y: torch.Tensor, means: torch.Tensor, u: torch.Tensor, bias: torch.Tensor
-    ) -> torch.Tensor:
-        """argmax_k of ``−½‖(h − μ_{y,k}) U_{y,k}‖² + log π_{y,k} + log|U_{y,k}|``; (N,).
-
-        Evaluated for every class with one batched matmul (cost N·C·K·D²), then gathered at y.
-        """
-        with torch.no_grad():
-            diff = h.detach()[:, None, None, :] - means  # (N, C, K, D)
-            r = torch.einsum("nckd,ckde->ncke", diff, u)
-            score = bias - 0.5 * r.square().sum(-1)  # (N, C, K)
-            return score[torch.arange(h.shape[0], device=h.device), y].argmax(-1)
+        out = {}
+        for n in self.layers:
+            means, u, bias = self.gmms.packed(n, dev, dt)
+            out[n] = _choose(_whiten_all(features[n].to(dt), means, u), bias, y)
+        return out
 
     def layer_terms(self, y: torch.Tensor, features: Features) -> dict[str, torch.Tensor]:
-        """Unweighted ``J_l = ‖(h_l − μ_{k*}) U_{k*}‖² / C_l`` per layer, each ``(N,)``."""
+        """Unweighted ``J_l = ‖(h_l − μ_{k*}) U_{k*}‖² / C_l`` per layer, each ``(N,)``.
+
+        ``r = (h − μ) U`` is computed for every (class, component) in one batched matmul
+        (cost N·C·K·D², exact: the difference is taken before the product); ``k*`` is read
+        from it without gradient, and only the selected ``r`` enters the loss.
+        """
         y = y.long()
         self._check(y, features)
         dev, dt = _compute_type(features[self.layers[0]])
-        params = self._params(dev, dt)
+        rows = torch.arange(y.shape[0], device=dev)
         out = {}
         for n in self.layers:
-            h = features[n].to(dt)
-            means, u, bias = params[n]
-            c, k, d = means.shape
-            idx = y * k + self._select(h, y, means, u, bias)  # flat (class, component)
-            mu = means.reshape(c * k, d)[idx]  # (N, D)
-            u_sel = u.reshape(c * k, d, d)[idx]  # (N, D, D)
-            r = torch.bmm((h - mu).unsqueeze(1), u_sel).squeeze(1)  # (N, D)
-            out[n] = r.square().sum(1) / d
+            means, u, bias = self.gmms.packed(n, dev, dt)
+            r_all = _whiten_all(features[n].to(dt), means, u)  # (N, C, K, D)
+            k = _choose(r_all.detach(), bias, y)
+            out[n] = r_all[rows, y, k].square().sum(1) / means.shape[-1]
         return out
 
     def __call__(self, logits: torch.Tensor, y: torch.Tensor, features: Features) -> torch.Tensor:
