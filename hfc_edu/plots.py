@@ -92,7 +92,9 @@ def perturbation_rows(
     )
     for ax, h in zip(axes[0], heads, strict=False):
         ax.set_title(h, fontsize=9)
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, location="right", label="δ (pixel units)")
+    fig.colorbar(
+        im, ax=axes.ravel().tolist(), shrink=0.6, location="right", label="δ (pixel units)"
+    )
     return fig
 
 

@@ -21,6 +21,16 @@ def real_data_available() -> bool:
     return root is not None and (Path(root) / "medmnist" / "pneumoniamnist.npz").is_file()
 
 
+@pytest.fixture(autouse=True)
+def _seed_global_rngs():
+    """Seed torch's global generator before every test (NumPy's global one is unused here).
+
+    pytest-xdist hands tests to workers in an order that changes between runs; a test that draws
+    from a global generator would otherwise see different numbers each run.
+    """
+    torch.manual_seed(0)
+
+
 requires_data = pytest.mark.skipif(
     not real_data_available(),
     reason="real data not found: set HFC_EDU_DATA to a folder with medmnist/pneumoniamnist.npz",

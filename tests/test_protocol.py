@@ -17,14 +17,21 @@ from hfc_edu.protocol import (
 
 def test_make_noisy_kinds():
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(6, 1, 8, 8) * 0.5 + 0.25  # away from the borders: no clipping
+    x = torch.rand(6, 1, 8, 8, generator=g) * 0.5 + 0.25  # away from the borders for eps=0.05
     u = make_noisy(x, eps=0.05, kind="uniform", generator=g)
     assert not torch.equal(u, x) and (u - x).abs().max() <= 0.05 + 1e-7
     s = make_noisy(x, eps=0.05, kind="sign", generator=g)
     torch.testing.assert_close((s - x).abs(), torch.full_like(x, 0.05))
+    # Gaussian: exact L2 norm per image. 256 pixels at 0.5 and l2 <= 1 give a per-pixel std of at
+    # most 1/16, so reaching the [0, 1] border needs an 8-sigma draw: no clipping.
+    xm = torch.full((6, 1, 16, 16), 0.5)
     l2 = torch.linspace(0.1, 1.0, 6)
-    n = make_noisy(x, kind="gaussian", l2=l2, generator=g)
-    torch.testing.assert_close((n - x).flatten(1).norm(dim=1), l2)
+    n = make_noisy(xm, kind="gaussian", l2=l2, generator=g)
+    assert n.min() > 0 and n.max() < 1
+    torch.testing.assert_close((n - xm).flatten(1).norm(dim=1), l2)
+    # where clipping does happen, it can only shorten the perturbation
+    nc = make_noisy(torch.ones(6, 1, 8, 8), kind="gaussian", l2=l2, generator=g)
+    assert ((1 - nc).flatten(1).norm(dim=1) <= l2 + 1e-6).all()
     # 3D, clipping to [0, 1], reproducibility
     x3 = torch.rand(2, 1, 4, 4, 4)
     a = make_noisy(x3, eps=0.5, generator=torch.Generator().manual_seed(1))
