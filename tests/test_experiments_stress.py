@@ -5,10 +5,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from hfc_edu.experiments import stress as st
+from hfc_edu.experiments.robustness import accuracy_vs_eps
 from hfc_edu.features import FeatureExtractor
 from hfc_edu.models import build_model
 from tests.conftest import requires_data
@@ -99,19 +101,20 @@ def test_stress_summary():
         st.stress_summary(df.drop(columns="stress"))
 
 
-def test_accuracy_vs_eps():
+def test_vulnerability_suite_counts_all_images():
     m, x = tiny(), images(16)
     y = m(x).argmax(1)
     y[:4] = 1 - y[:4]  # four images the model gets wrong
-    df = st.accuracy_vs_eps(
-        m, x, y, [0.0, 8 / 256, 64 / 256], steps=5, generator=torch.Generator().manual_seed(0)
-    )
-    assert list(df.eps_256) == [0.0, 8.0, 64.0]
+    tm = SimpleNamespace(model=m, data=SimpleNamespace(x_test=x, y_test=y))
+    df = st.vulnerability_suite({"tiny": tm}, [0.0, 8 / 256, 64 / 256], n=16, steps=5)
+    assert list(df.eps_256) == [0.0, 8.0, 64.0] and (df.attack == "PGD").all()
     assert df.accuracy.iloc[0] == pytest.approx(12 / 16) and df.success_rate.iloc[0] == 0
     assert (df.accuracy.iloc[1:] <= df.accuracy.iloc[0]).all()
     # accuracy and success rate count the same images: acc = (1 - success) * clean acc
     np.testing.assert_allclose(df.accuracy, (1 - df.success_rate) * 12 / 16)
     assert df.success_rate.iloc[-1] > 0
+    again = st.vulnerability_suite({"tiny": tm}, [0.0, 8 / 256, 64 / 256], n=16, steps=5)
+    pd.testing.assert_frame_equal(df, again)  # the seeded random start repeats
 
 
 def test_correct_sample_and_suites():
@@ -154,8 +157,6 @@ def test_errors():
         st.feature_stress_test(m, x, EPS, x_ref=ref[:1])
     y = m(x).argmax(1)
     with pytest.raises(ValueError, match="none of these images"):
-        st.accuracy_vs_eps(m, x, 1 - y, EPS)
-    with pytest.raises(ValueError, match="none of these images"):
         st.correct_sample(m, x, 1 - y, n=2)
     with pytest.raises(TypeError, match=r"\.model and \.data"):
         st.vulnerability_suite({"bad": m}, EPS, n=2)
@@ -171,8 +172,6 @@ def test_trained_chest_xray_stress_and_accuracy(trained_cxr28):
     )  # fmt: skip
     med = df.groupby("eps_256").stress.median()
     assert med[4.0] > 2 * med[1.0] > 0
-    acc = st.accuracy_vs_eps(
-        m, x, y, [0.0, 1 / 256, 8 / 256], steps=5, generator=torch.Generator().manual_seed(0)
-    )
+    acc = accuracy_vs_eps(m, x, y, "PGD", [0.0, 1 / 256, 8 / 256], steps=5)
     assert acc.accuracy.iloc[0] == 1.0 and acc.accuracy.is_monotonic_decreasing
     assert acc.accuracy.iloc[-1] < 0.5

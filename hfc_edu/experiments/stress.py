@@ -1,7 +1,8 @@
 """Chapter 4 experiments: two views of how vulnerable a classifier and its deep features are.
 
-* Ma et al.'s view, :func:`accuracy_vs_eps`: accuracy (and attack success on the correctly
-  classified images) of untargeted L∞ PGD against the budget ε.
+* Ma et al.'s view, :func:`vulnerability_suite`: accuracy (and attack success on the correctly
+  classified images) of untargeted L∞ PGD against the budget ε, through
+  :func:`hfc_edu.experiments.robustness.accuracy_vs_eps`.
 * Yao et al.'s stress test, :func:`feature_stress_test`: PGD with the same budgets on the mean
   activation of one layer, ``±mean_c GAP(h_l(x'))_c``, instead of a classification loss; the
   move is reported in units of the clean features' spread, ``|Δh| / std_ref(h)``.
@@ -22,15 +23,15 @@ import torch
 from torch import nn
 
 from hfc_edu.attacks._checks import check_images, check_labels, check_scalar
-from hfc_edu.attacks.gradient import gradient_attack, pgd
+from hfc_edu.attacks.gradient import gradient_attack
 from hfc_edu.attacks.losses import Loss
+from hfc_edu.experiments.robustness import accuracy_vs_eps
 from hfc_edu.features import FeatureExtractor
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "MeanActivation",
-    "accuracy_vs_eps",
     "correct_sample",
     "feature_stress_test",
     "stress_suite",
@@ -85,54 +86,6 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.
         )
     finally:
         model.train(was)
-
-
-def accuracy_vs_eps(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: Sequence[float],
-    steps: int = 10,
-    generator: torch.Generator | None = None,
-    sweep_batch: int = 256,
-) -> pd.DataFrame:
-    """Untargeted L∞ PGD (α = 2ε/steps, symmetric random start) at every ε in ``eps``.
-
-    Args:
-        model: classifier on images in [0, 1]; x: ``(N, C, H, W)`` or ``(N, C, D, H, W)``;
-        y: ``(N,)`` true classes; eps: budgets in pixel units (0 = no attack).
-
-    Returns one row per ε: ``eps``, ``eps_256`` (ε in 1/256 units), ``accuracy`` (all N images),
-    ``success_rate`` (fraction of the clean-correct images whose label flips) and ``n``.
-    """
-    check_images(x)
-    y = check_labels(y, x)
-    eps_list = _check_eps_list(eps)
-    correct = _predict(model, x) == y
-    if not correct.any():
-        raise ValueError(
-            "The model classifies none of these images correctly; success rate is undefined."
-        )
-    attacked = [e for e in eps_list if e > 0]
-    results = {}
-    if attacked:
-        res = pgd(
-            model, x, y, eps=attacked, steps=steps, generator=generator, sweep_batch=sweep_batch
-        )
-        results = dict(zip(attacked, res, strict=True))
-    rows = []
-    for e in eps_list:
-        ok = correct if e == 0 else (results[e].logits.argmax(1) == y) & correct
-        rows.append(
-            {
-                "eps": e,
-                "eps_256": e * 256,
-                "accuracy": float(ok.float().mean()),
-                "success_rate": float(1 - ok[correct].float().mean()),
-                "n": len(y),
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def _layer_list(model: nn.Module, layers: str | Sequence[str] | None) -> list[str]:
@@ -283,8 +236,13 @@ def _unpack(name: str, tm) -> tuple[nn.Module, object]:
 def vulnerability_suite(
     models: Mapping[str, object], eps: Sequence[float], n: int, steps: int = 10, seed: int = 0
 ) -> pd.DataFrame:
-    """:func:`accuracy_vs_eps` for each named model on ``n`` seeded test images (all, not only
-    the correct ones, so accuracy at ε = 0 is the clean accuracy of the sample)."""
+    """Accuracy under untargeted L∞ PGD (α = 2ε/steps, symmetric random start seeded with
+    ``seed``) against ε for each named model, on ``n`` seeded test images (all, not only the
+    correct ones, so accuracy at ε = 0 is the clean accuracy of the sample).
+
+    Returns :func:`~hfc_edu.experiments.robustness.accuracy_vs_eps`'s table with a ``model``
+    column in front.
+    """
     frames = []
     for name, tm in models.items():
         model, data = _unpack(name, tm)
@@ -293,7 +251,7 @@ def vulnerability_suite(
             torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].sort().values
         )
         df = accuracy_vs_eps(
-            model, x[pick], y[pick], eps, steps, generator=torch.Generator().manual_seed(seed)
+            model, x[pick], y[pick], "PGD", eps, steps=steps, batch_size=256, seed=seed
         )
         df.insert(0, "model", name)
         frames.append(df)
