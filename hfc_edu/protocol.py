@@ -19,23 +19,12 @@ import torch
 from torch import nn
 
 from hfc_edu.detectors.base import FeatureSet
+from hfc_edu.models.training import predict_logits
 
 
-@torch.inference_mode()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """``(N,)`` predicted labels of images ``x`` in eval mode (mode restored), on CPU."""
-    was_training = model.training
-    dev = next(model.parameters()).device
-    try:
-        model.eval()
-        return torch.cat(
-            [
-                model(x[i : i + batch_size].to(dev)).argmax(1).cpu()
-                for i in range(0, len(x), batch_size)
-            ]
-        )
-    finally:
-        model.train(was_training)
+    return predict_logits(model, x, batch_size).argmax(1)
 
 
 def correct_mask(

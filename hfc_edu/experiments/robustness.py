@@ -26,6 +26,7 @@ from torch import nn
 
 from hfc_edu.attacks import bim, cw_linf, fgsm, mim, pgd
 from hfc_edu.attacks.result import AttackResult
+from hfc_edu.protocol import predict
 
 log = logging.getLogger(__name__)
 
@@ -120,18 +121,6 @@ def _call(
     return out
 
 
-@torch.no_grad()
-def _clean_pred(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    was = model.training
-    model.eval()
-    try:
-        return torch.cat(
-            [model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)]
-        )
-    finally:
-        model.train(was)
-
-
 def adversarial_predictions(
     model: nn.Module,
     x: torch.Tensor,
@@ -160,7 +149,7 @@ def adversarial_predictions(
     y = y.to(x.device)
     nonzero = [e for e in eps if e > 0]
     preds = torch.empty(len(eps), len(x), dtype=torch.long)
-    clean = _clean_pred(model, x, batch_size).cpu()
+    clean = predict(model, x, batch_size)
     for i, e in enumerate(eps):
         if e == 0:
             preds[i] = clean
@@ -241,9 +230,7 @@ def accuracy_vs_eps(
             **attack_kwargs,
         )  # fmt: skip
         correct = (
-            preds[eps.index(0.0)] == y_cpu
-            if 0.0 in eps
-            else _clean_pred(model, x, batch_size).cpu() == y_cpu
+            preds[eps.index(0.0)] == y_cpu if 0.0 in eps else predict(model, x, batch_size) == y_cpu
         )
         n_correct = int(correct.sum())
         for i, e in enumerate(eps):
@@ -290,7 +277,7 @@ def minimal_eps(
     )  # fmt: skip
     ref = (targets if targets is not None else y).detach().cpu().long()
     hit = preds == ref if targets is not None else preds != ref
-    clean_hit = _clean_pred(model, x, batch_size).cpu()
+    clean_hit = predict(model, x, batch_size)
     clean_hit = clean_hit == ref if targets is not None else clean_hit != ref
     values = torch.tensor(eps, dtype=torch.float64)[:, None].expand_as(hit)
     out = torch.where(hit, values, torch.full_like(values, math.inf)).amin(0)
@@ -318,7 +305,7 @@ def attack_subset(
         raise ValueError(f"n must be an int >= 1, got {n!r}.")
     eligible = torch.arange(len(x))
     if correct_only:
-        ok = _clean_pred(model, x, batch_size).cpu() == y.detach().cpu()
+        ok = predict(model, x, batch_size) == y.detach().cpu()
         eligible = eligible[ok]
     perm = torch.randperm(len(eligible), generator=torch.Generator().manual_seed(seed))
     idx = eligible[perm[:n]].sort().values

@@ -27,6 +27,7 @@ from hfc_edu.attacks.gradient import gradient_attack
 from hfc_edu.attacks.losses import Loss
 from hfc_edu.experiments.robustness import accuracy_vs_eps
 from hfc_edu.features import FeatureExtractor
+from hfc_edu.protocol import predict
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +75,6 @@ def _check_eps_list(eps: Sequence[float]) -> list[float]:
             "eps must be a non-empty list of budgets in pixel units, e.g. [1/256, 2/256]."
         )
     return [check_scalar(e, "eps") for e in eps]
-
-
-@torch.inference_mode()
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    was = model.training
-    model.eval()
-    try:
-        return torch.cat(
-            [model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)]
-        )
-    finally:
-        model.train(was)
 
 
 def _layer_list(model: nn.Module, layers: str | Sequence[str] | None) -> list[str]:
@@ -150,7 +139,9 @@ def feature_stress_test(
         )
     names = _layer_list(model, layers)
     x = x.detach()
-    y = _predict(model, x)  # labels are unused by the loss; the attack checks their range
+    y = predict(model, x).to(
+        x.device
+    )  # labels are unused by the loss; the attack checks their range
     rows = []
     for depth, layer in enumerate(names):
         fx = FeatureExtractor(model, layers=[layer])
@@ -217,7 +208,7 @@ def correct_sample(
     y = check_labels(y, x)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}.")
-    idx = torch.nonzero(_predict(model, x) == y).squeeze(1)
+    idx = torch.nonzero(predict(model, x).to(x.device) == y).squeeze(1)
     if len(idx) == 0:
         raise ValueError("The model classifies none of these images correctly.")
     perm = torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))
