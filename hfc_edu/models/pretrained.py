@@ -64,16 +64,8 @@ def get_classifier(
     dropout = prof.dropout if dropout is None else dropout
     mean, std = data.channel_stats()
     tcfg = train_config or default_train_config(prof, seed)
-    model = build_model(
-        arch,
-        data.in_channels,
-        data.num_classes,
-        data.spatial_dims,
-        data.image_size,
-        mean,
-        std,
-        dropout,
-    )
+    spec = (arch, data.in_channels, data.num_classes, data.spatial_dims, data.image_size)
+    model = build_model(*spec, mean, std, dropout)  # for the cache key; rebuilt after seeding
     path = checkpoint_path(data, model.config, asdict(tcfg))
     dev = torch.device(device) if device is not None else torch.device("cpu")
     if path.exists() and not retrain:
@@ -92,16 +84,7 @@ def get_classifier(
             str(path),
         )
     torch.manual_seed(tcfg.seed)
-    model = build_model(
-        arch,
-        data.in_channels,
-        data.num_classes,
-        data.spatial_dims,
-        data.image_size,
-        mean,
-        std,
-        dropout,
-    )
+    model = build_model(*spec, mean, std, dropout)
     result: TrainResult = train_classifier(model, data, tcfg, device=dev, progress=progress)
     save_checkpoint(
         path,
