@@ -33,11 +33,11 @@ import time
 import torch
 
 from hfc_edu.attacks import gradient_attack
-from hfc_edu.attacks.frozen import frozen_eval
 from hfc_edu.attacks.losses import CrossEntropy
 from hfc_edu.features import FeatureExtractor
 from hfc_edu.hfc import HFCLoss, fit_class_gmms, hfc_attack
 from hfc_edu.models import build_model
+from hfc_edu.modes import frozen_eval
 
 
 def two_pass_hfc_pgd(model, fx, term, x, t, eps, alpha, steps, delta0):

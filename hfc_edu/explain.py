@@ -7,20 +7,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from hfc_edu.features import FeatureExtractor
+from hfc_edu.modes import frozen_eval
 
 
 def _eval_frozen_grad(model: nn.Module, fn):
-    was = model.training
-    flags = [p.requires_grad for p in model.parameters()]
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
+    with frozen_eval(model):
         return fn()
-    finally:
-        for p, f in zip(model.parameters(), flags, strict=True):
-            p.requires_grad_(f)
-        model.train(was)
 
 
 def saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:

@@ -4,7 +4,8 @@ Detectors (KD, LID, MAHA, ...) and HFC work on these features. A :class:`Feature
 registers forward hooks for the duration of one forward pass, so the features come from the
 same pass as the logits (no second forward) and the wrapped model keeps no hooks afterwards.
 
-For the zoo's :class:`~hfc_edu.models.Classifier` (a MONAI ResNet) the default layers are, in
+A model declares its own feature layers (``model.feature_layers()``, see
+:class:`~hfc_edu.models.Classifier`); for the zoo's classifiers (MONAI ResNets) they are, in
 order from shallow to deep:
 
 * ``stem``: the ReLU after the first convolution;
@@ -22,10 +23,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
-from monai.networks.nets.resnet import ResNetBlock, ResNetBottleneck
 from torch import nn
 
-from hfc_edu.models.zoo import Classifier
+from hfc_edu.modes import eval_mode
 
 
 def global_average_pool(t: torch.Tensor) -> torch.Tensor:
@@ -33,30 +33,16 @@ def global_average_pool(t: torch.Tensor) -> torch.Tensor:
     return t.mean(dim=tuple(range(2, t.ndim))) if t.ndim > 2 else t
 
 
-def _resnet_relu_layers(model: Classifier) -> list[tuple[str, str, int]]:
-    """(feature name, module name, call index) for every ReLU output of a zoo Classifier."""
-    out = [("stem", "backbone.act", 0)]
-    for stage in ("layer1", "layer2", "layer3", "layer4"):
-        for b, block in enumerate(getattr(model.backbone, stage)):
-            n_relu = 3 if isinstance(block, ResNetBottleneck) else 2
-            if not isinstance(block, ResNetBlock | ResNetBottleneck):
-                raise TypeError(f"Unexpected block type {type(block).__name__} in {stage}.")
-            mod = f"backbone.{stage}.{b}.act"
-            for k in range(n_relu - 1):
-                out.append((f"{stage}.{b}.relu{k + 1}", mod, k))
-            out.append((f"{stage}.{b}.out", mod, n_relu - 1))
-    return out
-
-
 class FeatureExtractor(nn.Module):
     """Wraps a classifier; ``fx(x)`` returns ``(logits, features)`` from one forward pass.
 
     Args:
-        model: a zoo :class:`~hfc_edu.models.Classifier`, or any module together with ``layers``
-            given as module names (each module's output is taken once per forward).
-        layers: ``None`` or ``"relu"`` for every ReLU output (zoo models), ``"blocks"`` for the
-            stem and the block outputs only, or a list of feature names (zoo models) or
-            module names (other models).
+        model: a model that declares ``feature_layers()`` (the zoo's
+            :class:`~hfc_edu.models.Classifier`), or any module together with ``layers`` given as
+            module names (each module's output is taken once per forward).
+        layers: ``None`` or ``"relu"`` for every declared layer, ``"blocks"`` for the stem and
+            the block outputs only, or a list of feature names (declaring models) or module
+            names (other models).
         pool: ``"gap"`` returns ``(N, C)`` per layer; ``None`` returns the raw maps
             ``(N, C, H, W)`` or ``(N, C, D, H, W)``.
 
@@ -75,12 +61,19 @@ class FeatureExtractor(nn.Module):
         self.model = model
         self.pool = pool
         modules = dict(model.named_modules())
-        if isinstance(model, Classifier):
-            available = _resnet_relu_layers(model)
+        declared = getattr(model, "feature_layers", None)
+        if callable(declared):
+            layer_list = declared()
+            available = [(f.name, f.module, f.call) for f in layer_list]
+            self._declared_channels = {f.name: f.channels for f in layer_list}
             if layers is None or layers == "relu":
                 chosen = available
             elif layers == "blocks":
                 chosen = [t for t in available if t[0] == "stem" or t[0].endswith(".out")]
+            elif isinstance(layers, str):
+                raise ValueError(
+                    f"layers must be None, 'relu', 'blocks' or a list of names, got {layers!r}."
+                )
             else:
                 by_name = {t[0]: t for t in available}
                 unknown = [n for n in layers if n not in by_name]
@@ -90,10 +83,12 @@ class FeatureExtractor(nn.Module):
                     )
                 chosen = [by_name[n] for n in layers]
         else:
+            self._declared_channels = None
             if layers is None or isinstance(layers, str):
                 raise ValueError(
-                    "For a model that is not an hfc_edu Classifier, pass `layers` as a list of "
-                    f"module names, e.g. {[n for n, m in model.named_modules() if isinstance(m, nn.ReLU)][:4]}."
+                    f"{type(model).__name__} does not declare feature_layers(): pass `layers` as a "
+                    "list of module names, e.g. "
+                    f"{[n for n, m in model.named_modules() if isinstance(m, nn.ReLU)][:4]}."
                 )
             unknown = [n for n in layers if n not in modules]
             if unknown:
@@ -120,32 +115,13 @@ class FeatureExtractor(nn.Module):
 
     @property
     def channels(self) -> dict[str, int]:
-        """Channel count per layer (known after the first forward for non-zoo models)."""
+        """Channel count per layer (known after the first forward for models that do not
+        declare ``feature_layers()``)."""
         if self._channels is None:
-            if not isinstance(self.model, Classifier):
+            if self._declared_channels is None:
                 raise RuntimeError("Channel counts are known after the first forward pass.")
-            self._channels = self._zoo_channels()
+            self._channels = {n: self._declared_channels[n] for n in self.layer_names}
         return self._channels
-
-    def _zoo_channels(self) -> dict[str, int]:
-        model = self.model
-        out = {}
-        for name, mod, _k in self._specs:
-            if name == "stem":
-                out[name] = model.backbone.conv1.out_channels
-                continue
-            block = dict(model.named_modules())[mod.rsplit(".act", 1)[0]]
-            if name.endswith(".out"):
-                out[name] = (
-                    block.bn2.num_features
-                    if isinstance(block, ResNetBlock)
-                    else block.bn3.num_features
-                )
-            else:
-                out[name] = (
-                    block.bn1.num_features if name.endswith("relu1") else block.bn2.num_features
-                )
-        return out
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         feats: dict[str, torch.Tensor] = {}
@@ -183,16 +159,12 @@ class FeatureExtractor(nn.Module):
         self, x: torch.Tensor, batch_size: int = 256, device: torch.device | str | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits and features for a whole tensor in mini-batches, on CPU, without gradients."""
-        was_training = self.model.training
-        self.model.eval()
         dev = device or next(self.model.parameters()).device
         logits, feats = [], {n: [] for n in self.layer_names}
-        try:
+        with eval_mode(self.model):
             for i in range(0, len(x), batch_size):
                 lo, fe = self(x[i : i + batch_size].to(dev))
                 logits.append(lo.float().cpu())
                 for n, t in fe.items():
                     feats[n].append(t.float().cpu())
-        finally:
-            self.model.train(was_training)
         return torch.cat(logits), {n: torch.cat(v) for n, v in feats.items()}

@@ -36,6 +36,34 @@ def correct_mask(
     return predict(model, x, batch_size) == y.cpu()
 
 
+def correct_subset(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n: int | None,
+    *,
+    seed: int = 0,
+    ordered: bool = True,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Indices into ``x`` of a seeded random draw of at most ``n`` correctly classified images.
+
+    The papers attack correctly classified test images only. The draw is a random permutation
+    from ``torch.Generator().manual_seed(seed)`` of the correct images, cut to ``n`` (None: all);
+    ``ordered=True`` sorts the drawn indices, ``ordered=False`` keeps the random order (a random
+    70/30 split then follows from cutting the list). Raises if no image is classified correctly.
+    """
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"n must be None or an int >= 1, got {n!r}.")
+    idx = correct_mask(model, x, y, batch_size).nonzero().flatten()
+    if len(idx) == 0:
+        raise ValueError("The model classifies none of these images correctly.")
+    idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))]
+    if n is not None:
+        idx = idx[:n]
+    return idx.sort().values if ordered else idx
+
+
 def success_mask(
     model: nn.Module,
     x_adv: torch.Tensor,
@@ -228,6 +256,7 @@ __all__ = [
     "DetectionData",
     "DetectionSplit",
     "correct_mask",
+    "correct_subset",
     "make_noisy",
     "predict",
     "split_detection_set",

@@ -15,13 +15,17 @@ same forward pass.
 from hfc_edu.attacks import targets
 from hfc_edu.attacks.classes import BIM, CWL2, FGSM, MIM, PGD, Attack, CWLinf
 from hfc_edu.attacks.cw_l2 import cw_l2
-from hfc_edu.attacks.frozen import frozen_eval
 from hfc_edu.attacks.gradient import bim, cw_linf, fgsm, gradient_attack, mim, pgd
 from hfc_edu.attacks.losses import CrossEntropy, CWMargin, Loss, classification_loss
+from hfc_edu.attacks.registry import ATTACKS, AttackInfo, register_attack
 from hfc_edu.attacks.result import AttackResult
 from hfc_edu.attacks.targets import least_likely, other_class, random_target
+from hfc_edu.modes import frozen_eval
 
 __all__ = [
+    "ATTACKS",
+    "AttackInfo",
+    "register_attack",
     "BIM",
     "CWL2",
     "FGSM",

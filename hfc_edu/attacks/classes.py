@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from hfc_edu.attacks._checks import PerSample
 from hfc_edu.attacks._forward import Amp, OutputFn
 from hfc_edu.attacks.cw_l2 import cw_l2
 from hfc_edu.attacks.gradient import Eps, Result, gradient_attack
 from hfc_edu.attacks.losses import Loss
+from hfc_edu.checks import PerSample
 
 
 class Attack:

@@ -19,7 +19,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hfc_edu.attacks._checks import (
+from hfc_edu.attacks._forward import Amp, LossForward, OutputFn, amp_dtype
+from hfc_edu.attacks.losses import Loss, classification_loss
+from hfc_edu.attacks.result import AttackResult, evaluate, is_success
+from hfc_edu.checks import (
     batch_view,
     check_images,
     check_labels,
@@ -27,10 +30,7 @@ from hfc_edu.attacks._checks import (
     check_targets_differ,
     sync_checks,
 )
-from hfc_edu.attacks._forward import Amp, LossForward, OutputFn, amp_dtype
-from hfc_edu.attacks.frozen import frozen_eval
-from hfc_edu.attacks.losses import Loss, classification_loss
-from hfc_edu.attacks.result import AttackResult, evaluate, is_success
+from hfc_edu.modes import frozen_eval
 
 _TANH_SHRINK = 1.0 - 1e-6
 

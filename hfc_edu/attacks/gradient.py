@@ -11,7 +11,7 @@ All five are the same loop with different defaults::
 
 The loss is *minimised*: the untargeted CE loss is ``−CE(f(x'), y)``, the targeted one
 ``CE(f(x'), t)`` (see :mod:`hfc_edu.attacks.losses`). Only input gradients are computed,
-with ``torch.autograd.grad`` inside :func:`~hfc_edu.attacks.frozen.frozen_eval`.
+with ``torch.autograd.grad`` inside :func:`~hfc_edu.modes.frozen_eval`.
 
 Defaults follow the papers' code (Yao et al.): T = 10, α = 2ε/T, FGSM α = ε, MIM μ = 0.5 with
 RMS-normalised gradients, CW-L∞ with κ = 100. ε is in [0, 1] pixel units (the papers give it in
@@ -26,7 +26,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from hfc_edu.attacks._checks import (
+from hfc_edu.attacks._forward import Amp, LossForward, OutputFn, amp_dtype
+from hfc_edu.attacks.losses import Loss, classification_loss
+from hfc_edu.attacks.result import AttackResult, evaluate, is_success
+from hfc_edu.checks import (
     PerSample,
     batch_view,
     check_images,
@@ -36,10 +39,7 @@ from hfc_edu.attacks._checks import (
     per_sample,
     sync_checks,
 )
-from hfc_edu.attacks._forward import Amp, LossForward, OutputFn, amp_dtype
-from hfc_edu.attacks.frozen import frozen_eval
-from hfc_edu.attacks.losses import Loss, classification_loss
-from hfc_edu.attacks.result import AttackResult, evaluate, is_success
+from hfc_edu.modes import frozen_eval
 
 Eps = PerSample | Sequence[float]
 Result = AttackResult | list[AttackResult]

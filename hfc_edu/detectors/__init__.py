@@ -16,7 +16,7 @@ Inputs are :class:`FeatureSet` objects (``FeatureSet.from_images(fx, x)``) or ``
 """
 
 from hfc_edu.detectors.base import Detector, FeatureSet
-from hfc_edu.detectors.bu import BU, mc_dropout, mc_predictions
+from hfc_edu.detectors.bu import BU, mc_predictions
 from hfc_edu.detectors.combine import ScoreLR
 from hfc_edu.detectors.dnn import DNN, MapDetectorNet
 from hfc_edu.detectors.feature_classifiers import SVM, DFeat, QFeat
@@ -41,7 +41,6 @@ __all__ = [
     "cv_bandwidth",
     "gaussian_kde_log_density",
     "lid_mle",
-    "mc_dropout",
     "mc_predictions",
     "median_bandwidth",
 ]

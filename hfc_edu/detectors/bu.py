@@ -15,40 +15,13 @@ order), T times cheaper.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.modules.dropout import _DropoutNd
 
 from hfc_edu.detectors.base import Detector, FeatureSet, as_feature_set, check_finite
 from hfc_edu.models.zoo import Classifier
-
-
-def dropout_modules(model: nn.Module) -> list[nn.Module]:
-    """The dropout modules of ``model`` with p > 0."""
-    return [m for m in model.modules() if isinstance(m, _DropoutNd) and m.p > 0]
-
-
-@contextmanager
-def mc_dropout(model: nn.Module):
-    """Eval mode everywhere except the dropout modules; restores every module's mode on exit."""
-    drops = dropout_modules(model)
-    if not drops:
-        raise ValueError(
-            f"{type(model).__name__} has no dropout module with p > 0, so MC-dropout uncertainty is "
-            "identically zero. Build the model with dropout > 0, e.g. build_model(..., dropout=0.3)."
-        )
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        for m in drops:
-            m.train()
-        yield drops
-    finally:
-        for m, t in modes.items():
-            m.train(t)
+from hfc_edu.modes import dropout_modules, mc_dropout
 
 
 def mc_predictions(
@@ -70,8 +43,8 @@ def mc_predictions(
         for i in range(0, x.shape[0], batch_size):
             xb = x[i : i + batch_size].to(dev)
             if head_only:
-                z = model.backbone(model.normalize(xb))
-                chunk = torch.stack([model.fc(model.dropout(z)) for _ in range(passes)])
+                z = model.embed(xb)
+                chunk = torch.stack([model.head(z) for _ in range(passes)])
             else:
                 chunk = torch.stack([model(xb) for _ in range(passes)])
             if output == "softmax":
@@ -131,4 +104,4 @@ class BU(Detector):
         return z[..., 0].std(0, unbiased=False).numpy()
 
 
-__all__ = ["BU", "dropout_modules", "mc_dropout", "mc_predictions"]
+__all__ = ["BU", "mc_predictions"]

@@ -22,9 +22,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from hfc_edu.attacks._checks import check_images, check_labels, check_scalar
 from hfc_edu.attacks.gradient import gradient_attack
 from hfc_edu.attacks.losses import Loss
+from hfc_edu.checks import check_images, check_labels, check_scalar
 from hfc_edu.experiments.robustness import accuracy_vs_eps
 from hfc_edu.features import FeatureExtractor
 from hfc_edu.protocol import predict

@@ -26,13 +26,13 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from hfc_edu.attacks._checks import check_images, check_labels, check_scalar
-from hfc_edu.attacks.frozen import frozen_eval
 from hfc_edu.attacks.gradient import gradient_attack, random_start_point
 from hfc_edu.attacks.losses import Loss, classification_loss
+from hfc_edu.checks import check_images, check_labels, check_scalar
 from hfc_edu.detectors import MAHA
 from hfc_edu.features import FeatureExtractor
 from hfc_edu.models.zoo import Classifier
+from hfc_edu.modes import frozen_eval
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,8 @@ def split_forward(model: Classifier, x: torch.Tensor) -> tuple[torch.Tensor, tor
     """``x (N, C, ...) -> (z (N, D), logits (N, K))``: the same computation as ``model(x)``,
     with the penultimate feature ``z`` (the head's input) exposed so gradients can reach it."""
     _check_classifier(model)
-    z = model.backbone(model.normalize(x))
-    return z, model.fc(model.dropout(z))
+    z = model.embed(x)
+    return z, model.head(z)
 
 
 def head_direction(model: Classifier, y_from: torch.Tensor, y_to: torch.Tensor) -> torch.Tensor:
@@ -119,8 +119,8 @@ def feature_gradient(
             "feature_gradient takes a logits-only loss ('ce', 'cw', CrossEntropy, CWMargin)."
         )
     with frozen_eval(model), torch.enable_grad():
-        z = model.backbone(model.normalize(x.detach())).detach().requires_grad_(True)
-        logits = model.fc(model.dropout(z))
+        z = model.embed(x.detach()).detach().requires_grad_(True)
+        logits = model.head(z)
         (g,) = torch.autograd.grad(loss_fn(logits, y, {}).sum(), z)
     return z.detach(), g.detach(), logits.detach().softmax(1)
 

@@ -15,6 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from hfc_edu.data.dataset import ImageDataset
+from hfc_edu.modes import eval_mode
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +85,12 @@ def augment_batch(
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Logits ``(N, K)`` on CPU for images ``(N, C, ...)``, in eval mode (mode restored)."""
-    was = model.training
-    model.eval()
+    """Logits ``(N, K)`` on CPU for images ``(N, C, ...)``, in eval mode (modes restored)."""
     dev = next(model.parameters()).device
-    try:
+    with eval_mode(model):
         out = [
             model(x[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(x), batch_size)
         ]
-    finally:
-        model.train(was)
     return torch.cat(out)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 from monai.networks.nets import ResNet
+from monai.networks.nets.resnet import ResNetBottleneck
 from torch import nn
 
 from hfc_edu.models.normalize import Normalize
@@ -32,11 +33,37 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
+@dataclass(frozen=True)
+class FeatureLayer:
+    """One hierarchical feature of a model: the output of a ReLU.
+
+    Attributes:
+        name: the feature's name (``"stem"``, ``"layer2.0.relu1"``, ``"layer2.0.out"``, ...).
+        module: the name of the module (in ``model.named_modules()``) that produces it.
+        call: which call of that module in one forward pass (a block's ReLU module runs
+            once per ReLU of the block: 0 after the first convolution, ... last = block output).
+        channels: the feature's channel count ``C_l``.
+    """
+
+    name: str
+    module: str
+    call: int
+    channels: int
+
+
 class Classifier(nn.Module):
     """``Normalize -> MONAI ResNet backbone -> global average pool -> Dropout -> Linear``.
 
     Takes images in [0, 1], ``(N, C, H, W)`` or ``(N, C, D, H, W)``, returns logits ``(N, K)``.
     ``dropout`` is the module that BU's Monte-Carlo passes switch on (p may be 0).
+
+    The model declares its own anatomy, which feature extraction, BU and the theory chapter
+    ask for instead of re-writing the forward pass:
+
+    * :meth:`embed` ``(N, C, ...) -> (N, D)``: the penultimate feature ``z`` (GAP of the last
+      block's output);
+    * :meth:`head` ``(N, D) -> (N, K)``: ``fc(dropout(z))``, so ``forward(x) == head(embed(x))``;
+    * :meth:`feature_layers`: every ReLU output, shallow to deep (:class:`FeatureLayer`).
     """
 
     def __init__(
@@ -94,9 +121,53 @@ class Classifier(nn.Module):
     def spatial_dims(self) -> int:
         return int(self.config["spatial_dims"])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.backbone(self.normalize(x))
+    def check_input(self, x: torch.Tensor) -> None:
+        """A clear error for inputs this model cannot read (wrong dimensionality or channels)."""
+        nd, c = self.spatial_dims, self.config["in_channels"]
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"The classifier takes a torch.Tensor, got {type(x).__name__}.")
+        if x.ndim != nd + 2 or x.shape[1] != c:
+            want = "(N, C, H, W)" if nd == 2 else "(N, C, D, H, W)"
+            got = {4: "a batch of 2D images", 5: "a batch of 3D volumes"}.get(x.ndim, "")
+            raise ValueError(
+                f"This {nd}D classifier takes {want} images with C = {c}, got shape "
+                f"{tuple(x.shape)}{' (' + got + ')' if got else ''}. "
+                + (
+                    "Use a model built for the data's dimensionality "
+                    "(get_classifier picks one from the task)."
+                    if x.ndim in (4, 5) and x.ndim != nd + 2
+                    else "Add the batch/channel dimensions with x[None] or x.unsqueeze(1)."
+                )
+            )
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate feature ``z = GAP(backbone(normalize(x)))``: ``(N, D)``."""
+        self.check_input(x)
+        return self.backbone(self.normalize(x))
+
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits from the penultimate feature: ``fc(dropout(z))``, ``(N, D) -> (N, K)``."""
         return self.fc(self.dropout(z))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+    def feature_layers(self) -> list[FeatureLayer]:
+        """Every ReLU output, shallow to deep: ``stem``; then per residual block ``B`` of stage
+        ``L``: ``layerL.B.relu1`` (and ``relu2`` in bottleneck blocks) inside the block, and
+        ``layerL.B.out``, the block output after the residual addition and its ReLU. The last
+        one, pooled, is the penultimate feature :meth:`embed` returns."""
+        out = [FeatureLayer("stem", "backbone.act", 0, self.backbone.conv1.out_channels)]
+        for stage in ("layer1", "layer2", "layer3", "layer4"):
+            for b, block in enumerate(getattr(self.backbone, stage)):
+                bottleneck = isinstance(block, ResNetBottleneck)
+                inner = [block.bn1, block.bn2] if bottleneck else [block.bn1]
+                module = f"backbone.{stage}.{b}.act"
+                for k, bn in enumerate(inner):
+                    out.append(FeatureLayer(f"{stage}.{b}.relu{k + 1}", module, k, bn.num_features))
+                last = block.bn3 if bottleneck else block.bn2
+                out.append(FeatureLayer(f"{stage}.{b}.out", module, len(inner), last.num_features))
+        return out
 
 
 def build_model(
@@ -119,4 +190,11 @@ def model_from_config(config: dict) -> Classifier:
     return Classifier(**config)
 
 
-__all__ = ["ARCHITECTURES", "Architecture", "Classifier", "build_model", "model_from_config"]
+__all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "Classifier",
+    "FeatureLayer",
+    "build_model",
+    "model_from_config",
+]
