@@ -21,6 +21,9 @@ import torch
 log = logging.getLogger("hfc_edu")
 
 PROFILE_ENV = "HFC_EDU_PROFILE"
+#: Overrides the seed every chapter passes to :func:`setup`; only for measuring how much the
+#: chapters' numbers vary between seeds (``scripts/measure_claims.py``). A warning says so.
+SEED_ENV = "HFC_EDU_SEED"
 
 
 @dataclass(frozen=True)
@@ -126,9 +129,20 @@ def setup(
 ) -> Config:
     """Seed everything, turn on deterministic algorithms, pick the device and the profile.
 
-    Threads follow ``OMP_NUM_THREADS`` when it is set. Returns a :class:`Config`.
+    Threads follow ``OMP_NUM_THREADS`` when it is set. ``$HFC_EDU_SEED``, when set, replaces
+    ``seed`` (with a warning): it exists to measure the chapters' variation between seeds.
+    Returns a :class:`Config`.
     """
     prof = get_profile(profile)
+    override = os.environ.get(SEED_ENV)
+    if override:
+        try:
+            new_seed = int(override)
+        except ValueError:
+            raise ValueError(f"${SEED_ENV} must be an integer, got {override!r}.") from None
+        if new_seed != seed:
+            log.warning("Seed %d replaced by $%s=%d.", seed, SEED_ENV, new_seed)
+        seed = new_seed
     seed_everything(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

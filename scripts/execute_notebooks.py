@@ -13,8 +13,14 @@ directory as the working directory (``book/`` for the book) and this environment
     HFC_EDU_PROFILE=book OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TQDM_DISABLE=1 CUDA_VISIBLE_DEVICES=""
 
 The notebook's metadata and cell metadata are kept, timing metadata is not recorded, and the
-execution counts run 1, 2, 3, ... over the non-empty code cells. A notebook whose execution
-fails is left untouched and the script exits with status 1.
+execution counts run 1, 2, 3, ... over the non-empty code cells. The machine's numerics
+fingerprint (:func:`hfc_edu.machine.machine_fingerprint`) is recorded in the notebook's metadata
+(``hfc_edu.machine``): the tests compare stored outputs byte for byte only on a machine with the
+same fingerprint (see the root ``conftest.py``). A notebook whose execution fails is left
+untouched and the script exits with status 1.
+
+``--no-write`` executes without saving (e.g. to collect claim values with ``--claims-log``, see
+``scripts/measure_claims.py``).
 """
 
 from __future__ import annotations
@@ -102,13 +108,13 @@ def _current_env_kernel_manager():
 
 
 def execute_notebook(
-    path: str | Path, timeout: int = 600, env: dict[str, str] | None = None
+    path: str | Path, timeout: int = 600, env: dict[str, str] | None = None, write: bool = True
 ) -> Result:
     """Execute the notebook at ``path`` and overwrite it with the new outputs.
 
     ``timeout`` is per cell (seconds). ``env`` is the kernel's environment (default:
-    :func:`kernel_env`). On failure the file is not written and ``Result.error`` holds the
-    message.
+    :func:`kernel_env`). On failure, or with ``write=False``, the file is not written;
+    ``Result.error`` holds the failure's message.
     """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
@@ -136,6 +142,11 @@ def execute_notebook(
     except Exception as exc:  # kernel died or did not start: report it, keep the file
         return Result(path, time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}")
     seconds = time.perf_counter() - start
+    if not write:
+        return Result(path, seconds)
+    from hfc_edu.machine import machine_fingerprint
+
+    metadata.setdefault("hfc_edu", {})["machine"] = machine_fingerprint()
     nb.metadata = metadata  # nbclient rewrites language_info; keep the file's metadata
     renumber(nb)
     nbformat.validate(nb)
