@@ -1,0 +1,123 @@
+"""Attack losses: callables ``(logits, y, features) -> (N,)`` that an attack *minimises*.
+
+A classification loss already carries the attack's direction: untargeted attacks minimise
+``-CE(logits, y_true)`` (i.e. ascend the true class's loss), targeted attacks minimise
+``CE(logits, y_target)``. Feature-space terms (HFC, feature matching, detector scores) are
+added with ``+`` and weighted with ``*``, and are computed from the features of the same
+forward pass::
+
+    loss = CrossEntropy(targeted=True) + 1.0 * hfc_term
+
+``features`` is the ordered dict a :class:`~hfc_edu.features.FeatureExtractor` returns
+(empty when the attacked model is a plain module).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+
+Features = Mapping[str, torch.Tensor]
+
+
+class Loss:
+    """Base class. Subclasses implement ``__call__(logits, y, features) -> (N,)``.
+
+    ``needs_features`` tells the attack whether it must run a feature extractor.
+    """
+
+    needs_features: bool = False
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor, features: Features) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __add__(self, other: Loss) -> Loss:
+        if not isinstance(other, Loss):
+            return NotImplemented
+        return SumLoss([self, other])
+
+    def __mul__(self, weight: float) -> Loss:
+        return ScaledLoss(self, float(weight))
+
+    __rmul__ = __mul__
+
+
+class SumLoss(Loss):
+    """Sum of several losses."""
+
+    def __init__(self, terms: list[Loss]) -> None:
+        flat: list[Loss] = []
+        for t in terms:
+            flat.extend(t.terms if isinstance(t, SumLoss) else [t])
+        self.terms = flat
+        self.needs_features = any(t.needs_features for t in flat)
+
+    def __call__(self, logits, y, features):
+        return sum(t(logits, y, features) for t in self.terms)
+
+    def __repr__(self) -> str:
+        return " + ".join(repr(t) for t in self.terms)
+
+
+class ScaledLoss(Loss):
+    """``weight * loss``."""
+
+    def __init__(self, loss: Loss, weight: float) -> None:
+        self.loss, self.weight = loss, weight
+        self.needs_features = loss.needs_features
+
+    def __call__(self, logits, y, features):
+        return self.weight * self.loss(logits, y, features)
+
+    def __repr__(self) -> str:
+        return f"{self.weight:g} * {self.loss!r}"
+
+
+class CrossEntropy(Loss):
+    """``CE(logits, y)`` if targeted (y = targets), ``-CE(logits, y)`` if untargeted."""
+
+    def __init__(self, targeted: bool = False) -> None:
+        self.targeted = targeted
+
+    def __call__(self, logits, y, features):
+        ce = F.cross_entropy(logits.float(), y, reduction="none")
+        return ce if self.targeted else -ce
+
+    def __repr__(self) -> str:
+        return f"CrossEntropy(targeted={self.targeted})"
+
+
+class CWMargin(Loss):
+    """Carlini–Wagner margin with confidence ``kappa``.
+
+    Untargeted: ``max(z_y - max_{j!=y} z_j, -kappa)``; targeted: ``max(max_{j!=t} z_j - z_t, -kappa)``.
+    Both are minimised; the margin is computed with a mask, so negative logits are handled.
+    """
+
+    def __init__(self, targeted: bool = False, kappa: float = 0.0) -> None:
+        if kappa < 0:
+            raise ValueError(f"kappa must be >= 0, got {kappa}.")
+        self.targeted, self.kappa = targeted, float(kappa)
+
+    def __call__(self, logits, y, features):
+        logits = logits.float()
+        own = logits.gather(1, y[:, None]).squeeze(1)
+        other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
+        margin = other - own if self.targeted else own - other
+        return margin.clamp(min=-self.kappa)
+
+    def __repr__(self) -> str:
+        return f"CWMargin(targeted={self.targeted}, kappa={self.kappa:g})"
+
+
+def classification_loss(name: str | Loss, targeted: bool, kappa: float = 0.0) -> Loss:
+    """``"ce"`` or ``"cw"`` as a :class:`Loss` with the attack's direction; a Loss is returned as is."""
+    if isinstance(name, Loss):
+        return name
+    if name == "ce":
+        return CrossEntropy(targeted)
+    if name == "cw":
+        return CWMargin(targeted, kappa)
+    raise ValueError(f"Unknown loss {name!r}: use 'ce', 'cw' or a hfc_edu.attacks.losses.Loss.")

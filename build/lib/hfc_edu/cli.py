@@ -1,0 +1,121 @@
+"""The ``hfc-edu`` command line (also ``python -m hfc_edu``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+
+from hfc_edu import __version__
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import hfc_edu
+    from hfc_edu.models import get_classifier
+    from hfc_edu.models.pretrained import default_train_config
+
+    cfg = hfc_edu.setup(seed=args.seed, profile=args.profile, device=args.device)
+    tcfg = default_train_config(cfg.profile, args.seed)
+    if args.epochs:
+        tcfg = replace(tcfg, epochs=args.epochs)
+    print(
+        f"hfc-edu {__version__}: profile {cfg.profile.name}, device {cfg.device}, task {args.task}"
+    )
+    tm = get_classifier(
+        args.task,
+        arch=args.arch,
+        size=args.size,
+        profile=cfg.profile,
+        train_config=tcfg,
+        seed=args.seed,
+        device=cfg.device,
+        retrain=args.retrain,
+        progress=not args.quiet,
+    )
+    d = tm.data
+    print(f"data     {d!r}")
+    if d.notes:
+        print("notes    " + " ".join(d.notes))
+    state = "loaded from cache" if tm.from_cache else f"trained in {tm.seconds:.0f} s"
+    print(
+        f"model    {tm.model.config['arch']} ({sum(p.numel() for p in tm.model.parameters()):,} parameters), {state}, best epoch {tm.best_epoch}"
+    )
+    print(
+        f"test     accuracy {tm.test['accuracy']:.3f}  balanced accuracy {tm.test['balanced_accuracy']:.3f}  AUC {tm.test['auc']:.3f}"
+    )
+    print(f"saved    {tm.path}")
+    return 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    import hfc_edu
+    from hfc_edu.models.pretrained import prepare_book_models
+
+    hfc_edu.setup(seed=0, profile="book", device="cpu")
+    for name, arch, test, cached, seconds in prepare_book_models(jobs=args.jobs):
+        state = "cached" if cached else f"trained in {seconds:.0f} s"
+        print(f"{name:22s} {arch:22s} acc {test['accuracy']:.3f}  AUC {test['auc']:.3f}  ({state})")
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from hfc_edu.data import TASKS, data_root, load_task
+
+    print(f"data root: {data_root()}")
+    for name, desc in TASKS.items():
+        if args.load:
+            try:
+                print(f"  {name:16s} {load_task(name)!r}")
+            except Exception as err:  # report and go on: this is an inventory
+                print(f"  {name:16s} unavailable: {err}")
+        else:
+            print(f"  {name:16s} {desc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hfc-edu", description="Adversarial attacks, detectors and HFC on medical images."
+    )
+    p.add_argument("--version", action="version", version=f"hfc-edu {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train (or load from cache) and evaluate a classifier")
+    t.add_argument(
+        "--task", default="chest_xray", help="task name (see `hfc-edu data`); default chest_xray"
+    )
+    t.add_argument(
+        "--size", type=int, default=None, help="image size in px (default: the task's book size)"
+    )
+    t.add_argument("--arch", default=None, help="model architecture (default: the profile's)")
+    t.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    t.add_argument("--profile", default=None, help="book (default) or paper; also $HFC_EDU_PROFILE")
+    t.add_argument("--device", default=None, help="cpu or cuda (default: cuda where present)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--retrain", action="store_true", help="ignore a cached checkpoint")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_cmd_train)
+
+    pr = sub.add_parser("prepare", help="train (or load) every classifier the book's chapters use")
+    pr.add_argument("--jobs", type=int, default=1, help="train in this many processes")
+    pr.set_defaults(func=_cmd_prepare)
+
+    d = sub.add_parser("data", help="list the tasks and the data root")
+    d.add_argument("--load", action="store_true", help="load each task and show its size")
+    d.set_defaults(func=_cmd_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"hfc-edu: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

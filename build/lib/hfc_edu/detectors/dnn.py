@@ -1,0 +1,190 @@
+"""DNN detector (Metzen et al. 2017, as in the HFC code): small conv nets on raw feature maps.
+
+One net per layer reads that layer's raw (un-pooled) map ``(N, C_l, H, W)`` or ``(N, C_l, D, H, W)``:
+
+    Conv(C_l→96, 3, pad 4) → MaxPool(3, 2) → Conv(96→192, 3, pad 4) → MaxPool(3, 2)
+    → Conv(192→192, 3, pad 4) → Conv(192→1, 3, pad 4) → AdaptiveAvgPool(1) → sigmoid
+
+with **no non-linearity between the convolutions** (as in the official net; the max-pools are the
+only non-linear parts). Training: binary cross-entropy, Adam (lr 1e-3, weight decay 1e-4), 200
+iterations of random batches of 64. The score is the mean of the per-layer sigmoid outputs.
+
+All layer nets are trained together on the same mini-batches: the maps of every layer come from a
+single forward pass of the (frozen) classifier, and the summed loss gives each net exactly the
+gradient it would get alone (Adam's statistics are per parameter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from monai.networks.layers.factories import Conv, Pool
+from torch import nn
+
+from hfc_edu.detectors.base import (
+    ArrayLike,
+    Detector,
+    FeatureSet,
+    as_feature_set,
+    check_finite,
+    check_labels,
+)
+from hfc_edu.features import FeatureExtractor
+
+
+class MapDetectorNet(nn.Module):
+    """The per-layer conv net; ``(N, C, *spatial) -> (N,)`` logits. ``spatial_dims`` is 2 or 3."""
+
+    def __init__(
+        self, in_channels: int, spatial_dims: int = 2, widths: tuple[int, int] = (96, 192)
+    ) -> None:
+        super().__init__()
+        conv, pool = Conv[Conv.CONV, spatial_dims], Pool[Pool.MAX, spatial_dims]
+        w1, w2 = widths
+        self.net = nn.Sequential(
+            conv(in_channels, w1, 3, padding=4),
+            pool(3, 2),
+            conv(w1, w2, 3, padding=4),
+            pool(3, 2),
+            conv(w2, w2, 3, padding=4),
+            conv(w2, 1, 3, padding=4),
+            Pool[Pool.ADAPTIVEAVG, spatial_dims](1),
+        )
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return self.net(a).flatten()
+
+
+class DNN(Detector):
+    """Averaged per-layer conv-net detectors on raw feature maps.
+
+    Args:
+        extractor: the :class:`~hfc_edu.features.FeatureExtractor` of the classifier (any ``pool``;
+            the detector builds its own un-pooled extractor on the same model).
+        layers: layer name(s) or None (= all of the extractor's layers).
+        iters, batch_size, lr, weight_decay: training settings (defaults: the HFC code's).
+        widths: conv widths (96, 192 in the official net; smaller is much faster on CPU).
+        seed: seeds the nets' initialisation and the mini-batch draws.
+        score_batch_size: images per forward pass when scoring.
+
+    ``fit(data, is_adv)`` and ``score(data)`` read the images ``data.x`` (a FeatureSet or a tensor).
+    """
+
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        layers: str | Sequence[str] | None = None,
+        iters: int = 200,
+        batch_size: int = 64,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        widths: tuple[int, int] = (96, 192),
+        seed: int = 0,
+        score_batch_size: int = 128,
+    ) -> None:
+        if iters < 1 or batch_size < 1:
+            raise ValueError(
+                f"iters and batch_size must be positive, got {iters} and {batch_size}."
+            )
+        self.extractor = extractor
+        self.layers = layers
+        self.iters = iters
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.widths = widths
+        self.seed = seed
+        self.score_batch_size = score_batch_size
+        names = extractor.layer_names
+        if layers is None:
+            chosen = names
+        else:
+            chosen = [layers] if isinstance(layers, str) else list(layers)
+            unknown = [n for n in chosen if n not in names]
+            if unknown:
+                raise ValueError(f"Unknown layer(s) {unknown}; the extractor has {names}.")
+        self._maps = FeatureExtractor(extractor.model, layers=chosen, pool=None)
+
+    @staticmethod
+    def _images(data: FeatureSet | torch.Tensor) -> torch.Tensor:
+        x = data if isinstance(data, torch.Tensor) else as_feature_set(data).x
+        if x is None:
+            raise ValueError(
+                "The DNN detector reads raw feature maps: pass a FeatureSet with x (the images)."
+            )
+        if x.ndim not in (4, 5):
+            raise ValueError(
+                f"Images must be (N, C, H, W) or (N, C, D, H, W), got shape {tuple(x.shape)}."
+            )
+        check_finite(x.flatten(1), "Images")
+        return x
+
+    def _forward_maps(self, xb: torch.Tensor) -> dict[str, torch.Tensor]:
+        model = self._maps.model
+        was_training = model.training
+        try:
+            model.eval()
+            with torch.no_grad():
+                _, maps = self._maps(xb)
+        finally:
+            model.train(was_training)
+        return maps
+
+    def fit(self, data: FeatureSet | torch.Tensor, is_adv: ArrayLike) -> DNN:
+        x = self._images(data)
+        y = check_labels(is_adv, x.shape[0], "is_adv", binary=True).float()
+        dev = next(self._maps.model.parameters()).device
+        maps0 = self._forward_maps(x[:2].to(dev))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            # A ModuleList (layer names contain dots, which ModuleDict keys may not).
+            self.nets_ = nn.ModuleList(
+                [MapDetectorNet(m.shape[1], m.ndim - 2, tuple(self.widths)) for m in maps0.values()]
+            ).to(dev)
+        self.layer_order_ = list(maps0)
+        opt = torch.optim.Adam(self.nets_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        bce = nn.BCEWithLogitsLoss()
+        g = torch.Generator().manual_seed(self.seed)
+        self.nets_.train()
+        for _ in range(self.iters):
+            idx = torch.randint(x.shape[0], (min(self.batch_size, x.shape[0]),), generator=g)
+            maps = self._forward_maps(x[idx].to(dev))
+            yb = y[idx].to(dev)
+            loss = sum(
+                bce(net(maps[n]), yb) for n, net in zip(self.layer_order_, self.nets_, strict=True)
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        self.nets_.eval()
+        self.dims_ = {n: int(m.shape[1]) for n, m in maps0.items()}
+        return self
+
+    def score_layers(self, data: FeatureSet | torch.Tensor) -> np.ndarray:
+        """``(N, L)`` per-layer sigmoid outputs."""
+        self._check_fitted()
+        x = self._images(data)
+        dev = next(self.nets_.parameters()).device
+        out = []
+        with torch.inference_mode():
+            for i in range(0, x.shape[0], self.score_batch_size):
+                maps = self._forward_maps(x[i : i + self.score_batch_size].to(dev))
+                for n in self.layer_order_:
+                    if maps[n].shape[1] != self.dims_[n]:
+                        raise ValueError(
+                            f"Layer {n!r}: fitted on {self.dims_[n]} channels, got {maps[n].shape[1]}."
+                        )
+                probs = [
+                    net(maps[n]).double().sigmoid()
+                    for n, net in zip(self.layer_order_, self.nets_, strict=True)
+                ]
+                out.append(torch.stack(probs, 1).cpu())
+        return torch.cat(out).numpy()
+
+    def score(self, data: FeatureSet | torch.Tensor) -> np.ndarray:
+        return self.score_layers(data).mean(1)
+
+
+__all__ = ["DNN", "MapDetectorNet"]

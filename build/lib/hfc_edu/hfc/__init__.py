@@ -1,0 +1,44 @@
+"""The hierarchical feature constraint (HFC, Yao et al. MICCAI 2021 / TMI 2023).
+
+* :func:`fit_class_gmms` — one Gaussian mixture per (class, layer) on GAP features, cached;
+  returns :class:`ClassConditionalGMMs` (torch buffers, :class:`TorchGMM` per layer).
+* :class:`HFCLoss` — the HFC term, a :class:`~hfc_edu.attacks.losses.Loss` to add to a targeted
+  classification loss; :func:`hfc_attack` runs BIM/PGD/MIM/CW-L∞ + HFC in one call.
+* :func:`hfc_schedule` — the papers' fixed-small-step schedule (``T·α = 2ε``).
+* :mod:`~hfc_edu.hfc.baselines` — stand-ins for the papers' adaptive attacks.
+"""
+
+from hfc_edu.hfc.attack import BASES, feature_attack, hfc_attack
+from hfc_edu.hfc.baselines import FeatureMatchingLoss, KDLoss, MahalanobisLoss
+from hfc_edu.hfc.cache import CorruptCacheError, model_fingerprint, tensor_fingerprint
+from hfc_edu.hfc.class_gmms import (
+    DEFAULT_MAX_CHANNELS,
+    ClassConditionalGMMs,
+    fit_class_gmms,
+    fit_gmms_on_features,
+)
+from hfc_edu.hfc.gmm import TorchGMM, fit_sklearn_gmm
+from hfc_edu.hfc.loss import HFCLoss
+from hfc_edu.hfc.schedule import DEFAULT_ALPHA_FRACTION, OFFICIAL_ALPHA, hfc_schedule
+
+__all__ = [
+    "BASES",
+    "DEFAULT_ALPHA_FRACTION",
+    "DEFAULT_MAX_CHANNELS",
+    "OFFICIAL_ALPHA",
+    "ClassConditionalGMMs",
+    "CorruptCacheError",
+    "FeatureMatchingLoss",
+    "HFCLoss",
+    "KDLoss",
+    "MahalanobisLoss",
+    "TorchGMM",
+    "feature_attack",
+    "fit_class_gmms",
+    "fit_gmms_on_features",
+    "fit_sklearn_gmm",
+    "hfc_attack",
+    "hfc_schedule",
+    "model_fingerprint",
+    "tensor_fingerprint",
+]

@@ -1,0 +1,172 @@
+"""The hierarchical feature constraint (HFC) as an attack loss term.
+
+For every constrained layer ``l`` and the attack's target class ``t`` (Yao et al., the official
+code's ``loss_fn_``)::
+
+    k*  = argmax_k  log π_k + log N(h_l; μ_k, Σ_k)          (target class's GMM, no gradient)
+    J_l = ‖(h_l − μ_{k*}) U_{k*}‖² / C_l                    (= Mahalanobis² / C_l)
+    HFC = λ · Σ_l w_l · J_l
+
+``h_l (N, C_l)`` is the GAP feature of layer ``l`` from the attack's own forward pass (the
+attack runs a :class:`~hfc_edu.features.FeatureExtractor`; there is no second forward), ``U``
+the precision-Cholesky factor (``Σ⁻¹ = U Uᵀ``). ``k*`` is picked again at every step.
+Layers wider than ``max_channels`` (512, as the official code) are skipped by default.
+
+Compose it with a classification loss::
+
+    loss = CrossEntropy(targeted=True) + HFCLoss(gmms)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from hfc_edu.attacks.losses import Features, Loss
+from hfc_edu.hfc.class_gmms import DEFAULT_MAX_CHANNELS, ClassConditionalGMMs
+
+
+def _compute_type(f: torch.Tensor) -> tuple[torch.device, torch.dtype]:
+    """float64 features stay float64 (gradient checks); anything else is computed in float32."""
+    return f.device, (torch.float64 if f.dtype == torch.float64 else torch.float32)
+
+
+def _whiten_all(h: torch.Tensor, means: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``r[n, c, k] = (h_n − μ_ck) U_ck``: ``(N, D)``, ``(C, K, D)``, ``(C, K, D, D)`` -> ``(N, C, K, D)``."""
+    return torch.einsum("nckd,ckde->ncke", h[:, None, None, :] - means, u)
+
+
+@torch.no_grad()
+def _choose(r_all: torch.Tensor, bias: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``k* = argmax_k log π_{y,k} + log|U_{y,k}| − ½‖r_{y,k}‖²`` per sample: ``(N,)``."""
+    score = bias - 0.5 * r_all.square().sum(-1)  # (N, C, K)
+    return score[torch.arange(y.shape[0], device=y.device), y].argmax(-1)
+
+
+class HFCLoss(Loss):
+    """HFC term, per sample ``(N,)``; ``y`` are the attack's TARGET classes.
+
+    Args:
+        gmms: the fitted class-conditional GMMs.
+        layers: layers to constrain (default: every fitted layer with ``<= max_channels``
+            channels).
+        max_channels: skip wider layers when ``layers`` is None; explicitly named wider layers
+            raise ``ValueError``. None keeps all.
+        lam: the global weight λ (official default 1).
+        layer_weights: optional extra weight ``w_l`` per layer name (default 1 each).
+
+    The Mahalanobis term is computed in float32 on the features' device (float64 if the
+    features are float64, e.g. for gradient checks); the converted GMM buffers are cached per
+    (device, dtype), and ``gmms`` keeps its float64 buffers.
+    """
+
+    needs_features = True
+
+    def __init__(
+        self,
+        gmms: ClassConditionalGMMs,
+        layers: Sequence[str] | None = None,
+        max_channels: int | None = DEFAULT_MAX_CHANNELS,
+        lam: float = 1.0,
+        layer_weights: Mapping[str, float] | None = None,
+    ) -> None:
+        if not isinstance(gmms, ClassConditionalGMMs):
+            raise TypeError(
+                f"gmms must be a ClassConditionalGMMs (from hfc_edu.hfc.fit_class_gmms), got "
+                f"{type(gmms).__name__}."
+            )
+        if isinstance(layers, str):
+            raise TypeError("layers must be a list of layer names, not a string.")
+        if layers is None:
+            chosen = [
+                n
+                for n in gmms.layer_names
+                if max_channels is None or gmms.channels[n] <= max_channels
+            ]
+            if not chosen:
+                raise ValueError(f"No fitted layer has <= max_channels={max_channels} channels.")
+        else:
+            chosen = list(layers)
+            if not chosen:
+                raise ValueError("layers is empty: name at least one layer to constrain.")
+            gmms.check_layers(chosen)
+            wide = [
+                n for n in chosen if max_channels is not None and gmms.channels[n] > max_channels
+            ]
+            if wide:
+                raise ValueError(
+                    f"Layer(s) {wide} have more than max_channels={max_channels} channels; "
+                    "leave them out or pass max_channels=None."
+                )
+        lam = float(lam)
+        if not lam >= 0:
+            raise ValueError(f"lam must be >= 0, got {lam}.")
+        layer_weights = dict(layer_weights or {})
+        unknown = [n for n in layer_weights if n not in chosen]
+        if unknown:
+            raise ValueError(
+                f"layer_weights names layer(s) {unknown} that are not constrained: {chosen}."
+            )
+        self.gmms = gmms
+        self.layers: list[str] = chosen
+        self.lam = lam
+        #: the factor in front of J_l (already divided by C_l) per layer: λ · w_l.
+        self.weights: dict[str, float] = {n: lam * float(layer_weights.get(n, 1.0)) for n in chosen}
+
+    def __repr__(self) -> str:
+        return f"HFCLoss(layers={len(self.layers)}, K={self.gmms.n_components}, lam={self.lam:g})"
+
+    def _check(self, y: torch.Tensor, features: Features) -> None:
+        missing = [n for n in self.layers if n not in features]
+        if missing:
+            raise ValueError(
+                f"HFCLoss constrains layer(s) {missing}, which the attack's features do not "
+                f"contain ({list(features)}). Attack with FeatureExtractor(model, layers=gmms.layer_names)."
+            )
+        for n in self.layers:
+            f = features[n]
+            if f.ndim != 2 or f.shape[1] != self.gmms.channels[n] or f.shape[0] != y.shape[0]:
+                raise ValueError(
+                    f"Features of layer {n!r} must be GAP features (N={y.shape[0]}, "
+                    f"{self.gmms.channels[n]}), got {tuple(f.shape)}; the GMMs belong to another "
+                    "model or the FeatureExtractor does not pool (use pool='gap')."
+                )
+
+    @torch.no_grad()
+    def nearest_components(self, y: torch.Tensor, features: Features) -> dict[str, torch.Tensor]:
+        """``k*`` per layer ``(N,)``: the most likely component of the target class's GMM."""
+        y = y.long()
+        self._check(y, features)
+        dev, dt = _compute_type(features[self.layers[0]])
+        out = {}
+        for n in self.layers:
+            means, u, bias = self.gmms.packed(n, dev, dt)
+            out[n] = _choose(_whiten_all(features[n].to(dt), means, u), bias, y)
+        return out
+
+    def layer_terms(self, y: torch.Tensor, features: Features) -> dict[str, torch.Tensor]:
+        """Unweighted ``J_l = ‖(h_l − μ_{k*}) U_{k*}‖² / C_l`` per layer, each ``(N,)``.
+
+        ``r = (h − μ) U`` is computed for every (class, component) in one batched matmul
+        (cost N·C·K·D², exact: the difference is taken before the product); ``k*`` is read
+        from it without gradient, and only the selected ``r`` enters the loss.
+        """
+        y = y.long()
+        self._check(y, features)
+        dev, dt = _compute_type(features[self.layers[0]])
+        rows = torch.arange(y.shape[0], device=dev)
+        out = {}
+        for n in self.layers:
+            means, u, bias = self.gmms.packed(n, dev, dt)
+            r_all = _whiten_all(features[n].to(dt), means, u)  # (N, C, K, D)
+            k = _choose(r_all.detach(), bias, y)
+            out[n] = r_all[rows, y, k].square().sum(1) / means.shape[-1]
+        return out
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor, features: Features) -> torch.Tensor:
+        terms = self.layer_terms(y, features)
+        return sum(self.weights[n] * t for n, t in terms.items())
+
+
+__all__ = ["HFCLoss"]

@@ -1,0 +1,163 @@
+"""Plots the chapters share: image grids, perturbations, curves, ROC curves, feature embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from sklearn.metrics import roc_curve
+
+
+def use_book_style() -> None:
+    """Colour-blind palette, readable fonts, PNG at 100 dpi (the book's stored outputs)."""
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "figure.autolayout": False})
+
+
+def _to_display(img: torch.Tensor) -> tuple[np.ndarray, str | None]:
+    """``(C, H, W)`` or ``(C, D, H, W)`` -> an HxW(x3) array (3D: the middle slice)."""
+    t = img.detach().float().cpu()
+    if t.ndim == 4:
+        t = t[:, t.shape[1] // 2]
+    if t.shape[0] == 1:
+        return t[0].numpy(), "gray"
+    return t.permute(1, 2, 0).clamp(0, 1).numpy(), None
+
+
+def image_grid(
+    x: torch.Tensor,
+    titles: Sequence[str] | None = None,
+    ncols: int = 8,
+    size: float = 1.6,
+    suptitle: str | None = None,
+):
+    """Images ``(N, C, H, W)`` or ``(N, C, D, H, W)`` (middle slice) in a grid; returns the figure."""
+    n = len(x)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)), squeeze=False
+    )
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            arr, cmap = _to_display(x[i])
+            ax.imshow(arr, cmap=cmap, vmin=0, vmax=1)
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def perturbation_rows(
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    row_titles: Sequence[str] | None = None,
+    eps: float | None = None,
+    overlay: torch.Tensor | None = None,
+):
+    """One row per image: clean, perturbation (diverging map, scaled to ±eps), adversarial
+    [, an extra map such as saliency]. Returns the figure."""
+    n = len(x)
+    cols = 4 if overlay is not None else 3
+    fig, axes = plt.subplots(n, cols, figsize=(2.3 * cols, 2.3 * n), squeeze=False)
+    delta = (x_adv - x).detach().float().cpu()
+    lim = eps if eps is not None else float(delta.abs().max())
+    for i in range(n):
+        arr, cmap = _to_display(x[i])
+        axes[i, 0].imshow(arr, cmap=cmap, vmin=0, vmax=1)
+        d = delta[i].mean(0)
+        if d.ndim == 3:
+            d = d[d.shape[0] // 2]
+        im = axes[i, 1].imshow(d.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+        arr, cmap = _to_display(x_adv[i])
+        axes[i, 2].imshow(arr, cmap=cmap, vmin=0, vmax=1)
+        if overlay is not None:
+            o = overlay[i].detach().float().cpu()
+            if o.ndim == 3:
+                o = o[o.shape[0] // 2]
+            axes[i, 3].imshow(o.numpy(), cmap="magma")
+        for ax in axes[i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if row_titles is not None:
+            axes[i, 0].set_ylabel(row_titles[i], fontsize=8)
+    heads = ["clean", "perturbation", "adversarial"] + (
+        ["|gradient|"] if overlay is not None else []
+    )
+    for ax, h in zip(axes[0], heads, strict=False):
+        ax.set_title(h, fontsize=9)
+    fig.colorbar(
+        im, ax=axes.ravel().tolist(), shrink=0.6, location="right", label="δ (pixel units)"
+    )
+    return fig
+
+
+def line_plot(
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    hue: str | None = None,
+    style: str | None = None,
+    col: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    height: float = 3.2,
+):
+    """A seaborn ``relplot`` of lines with markers; returns the FacetGrid's figure."""
+    g = sns.relplot(
+        data=df,
+        x=x,
+        y=y,
+        hue=hue,
+        style=style or hue,
+        col=col,
+        kind="line",
+        markers=True,
+        dashes=False,
+        height=height,
+        aspect=1.2,
+        facet_kws={"sharey": True},
+    )
+    g.set_axis_labels(xlabel or x, ylabel or y)
+    return g.figure
+
+
+def roc_plot(
+    scores: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str | None = None, ax=None
+):
+    """ROC curves: ``{label: (negative scores, positive scores)}``; higher score = positive."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    styles = ["-", "--", "-.", ":"]
+    for i, (label, (neg, pos)) in enumerate(scores.items()):
+        y = np.r_[np.zeros(len(neg)), np.ones(len(pos))]
+        fpr, tpr, _ = roc_curve(y, np.r_[neg, pos])
+        ax.plot(fpr, tpr, styles[i % 4], label=label)
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend(fontsize=8, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def embedding_plot(emb: np.ndarray, groups: Sequence[str], ax=None, title: str | None = None):
+    """2D embedding ``(N, 2)`` coloured and marked by group label."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    sns.scatterplot(
+        x=emb[:, 0], y=emb[:, 1], hue=list(groups), style=list(groups), s=14, ax=ax, alpha=0.8
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return ax
