@@ -222,3 +222,16 @@ def test_execute_notebooks_parallel_jobs(tmp_path, capsys):
         out = nbformat.read(tmp_path / f"nb{i}.ipynb", as_version=4)
         assert out.cells[0].outputs[0]["text"] == f"{i}\n"
     assert "2/2 notebooks executed" in capsys.readouterr().out
+
+
+def test_repository_url_is_one_setting():
+    """Install cells, package metadata, citation and pages name the repository of _config.yml."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "sync_repository_url.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
