@@ -184,7 +184,11 @@ def test_execute_notebook_in_place(tmp_path):
     res = exe.execute_notebook(path, timeout=60)
     assert res.error is None and res.seconds > 0
     out = nbformat.read(path, as_version=4)
-    assert out.metadata == metadata  # notebook metadata kept as it was
+    from hfc_edu.machine import machine_fingerprint
+
+    recorded = out.metadata.pop("hfc_edu")
+    assert recorded == {"machine": machine_fingerprint()}  # the numerics fingerprint is recorded
+    assert out.metadata == metadata  # the rest of the notebook metadata kept as it was
     assert out.cells[1].metadata == {"tags": ["t"]}  # no timing metadata added
     assert out.cells[1].outputs[0]["text"] == f"book 1 {tmp_path}\n"
     assert [out.cells[1].execution_count, out.cells[2].execution_count] == [1, 2]
