@@ -23,6 +23,7 @@ import torch
 from sklearn.covariance import empirical_covariance, ledoit_wolf, oas
 
 from hfc_edu.detectors.base import ArrayLike, Detector, FeatureSet, as_feature_set, check_labels
+from hfc_edu.modes import frozen_eval
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,15 @@ class MAHA(Detector):
             raise ValueError(
                 f"MAHA needs more samples ({len(data)}) than classes ({n_classes}) to estimate a covariance."
             )
+        if self.magnitude > 0:
+            produced = self.extractor.layer_names
+            missing = [n for n in feats if n not in produced]
+            if missing:
+                raise ValueError(
+                    f"MAHA's input pre-processing reads the fitted layers {missing} through its "
+                    f"extractor, which produces only {produced}. Fit on the extractor's layers "
+                    "(MAHA(layers=fx.layer_names, ...)) or pass the extractor that made the features."
+                )
         self.gaussians_ = {n: ClassGaussians(t, y, self.shrinkage) for n, t in feats.items()}
         return self
 
@@ -213,18 +223,12 @@ class MAHA(Detector):
     def _preprocessed_scores(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, L)``: layer-l score at ``x ∓ m·sign(∇ₓ score_l(x))``, one backward per layer."""
         fx = self.extractor
-        model = fx.model
-        was_training = model.training
-        params = list(model.parameters())
-        req = [p.requires_grad for p in params]
-        dev = params[0].device if params else torch.device("cpu")
         layers = list(self.dims_)
         direction = -1.0 if self.sign == "lee" else 1.0
         out = torch.empty(x.shape[0], len(layers), dtype=torch.float64)
-        try:
-            model.eval()
-            for p in params:
-                p.requires_grad_(False)
+        params = list(fx.model.parameters())
+        dev = params[0].device if params else torch.device("cpu")
+        with frozen_eval(fx.model):
             for i in range(0, x.shape[0], self.batch_size):
                 xb = x[i : i + self.batch_size].to(dev).float().requires_grad_(True)
                 _, feats = fx(xb)
@@ -239,10 +243,6 @@ class MAHA(Detector):
                         out[i : i + len(xb), j] = self.gaussians_[name].score(
                             f2[name].double().cpu()
                         )
-        finally:
-            model.train(was_training)
-            for p, r in zip(params, req, strict=True):
-                p.requires_grad_(r)
         return out
 
 
