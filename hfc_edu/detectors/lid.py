@@ -155,11 +155,19 @@ class LID(Detector):
         layers: layer name(s), ``"all"`` or None (= all layers).
         dtype: ``"auto"``, ``torch.float32`` or ``torch.float64`` (see the module docstring).
         seed: seeds the reference mini-batches (chunk i always uses the same draw).
+        fixed_reference: keep only the first ``batch_size`` fitted rows and score **every** query
+            against that one batch (the detection pipeline's choice, as the official code's
+            detector training: with a random batch per chunk, clean, noisy and adversarial
+            queries, which sit in different chunks, would meet different references, a batch
+            effect confounded with the label).
 
-    ``fit(data)``: stores the clean reference features (e.g. the clean detector-training images).
-    ``score_layers(data)``: ``(N, L)`` LID per layer; ``score(data)``: the last layer's LID. Use
-    ``ScoreLR(LID(...))`` for the papers' logistic-regression detector over all layers.
+    ``fit(data)``: stores clean reference features (the pipeline: clean features of the
+    classifier's training images). ``score_layers(data)``: ``(N, L)`` LID per layer;
+    ``score(data)``: the last layer's LID. Use ``ScoreLR(LID(...))`` for the papers'
+    logistic-regression detector over all layers.
     """
+
+    fit_on = "clean"
 
     def __init__(
         self,
@@ -169,6 +177,7 @@ class LID(Detector):
         layers: str | Sequence[str] | None = None,
         dtype: torch.dtype | str = "auto",
         seed: int = 0,
+        fixed_reference: bool = False,
     ) -> None:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}.")
@@ -184,10 +193,13 @@ class LID(Detector):
         self.layers = layers
         self.dtype = dtype
         self.seed = seed
+        self.fixed_reference = fixed_reference
 
     def fit(self, data: FeatureSet | dict, y=None) -> LID:
         """Store clean reference features ``data`` (``y`` is ignored)."""
         data = as_feature_set(data)
+        if self.fixed_reference:
+            data = data.subset(torch.arange(min(self.batch_size, len(data))))
         feats = self._fit_layout(data, self._select_layers(data, self.layers, "all"))
         m = len(data)
         if m < self.k + 1:

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from sklearn.covariance import empirical_covariance, ledoit_wolf, oas
 
-from hfc_edu.detectors.base import ArrayLike, Detector, FeatureSet, as_feature_set, check_labels
+from hfc_edu.checks import check_class_labels
+from hfc_edu.detectors.base import ArrayLike, Detector, FeatureSet, as_feature_set
 from hfc_edu.modes import frozen_eval
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class ClassGaussians:
             self.whitening.float() if self.condition_number <= self.FLOAT32_MAX_COND else None
         )
         self.white_means = self.whiten(self.means)  # (K, D) float64
+        self._casts: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
 
     def whiten(self, h: torch.Tensor) -> torch.Tensor:
         """``(N, D) -> (N, D)``: ``L⁻¹ (h − center)`` in float64 (differentiable)."""
@@ -132,6 +134,24 @@ class ClassGaussians:
         )
         return d2.clamp_min_(0.0).double()
 
+    def class_distances(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` squared Mahalanobis distance of each ``h_i`` (N, D) to the mean of class ``y_i``.
+
+        Differentiable in ``h``, on ``h``'s device, in float64 for float64 ``h`` and float32
+        otherwise (the whitening map is cast once per device and dtype); ``y`` must hold fitted
+        classes. The detector-aware attack term :class:`~hfc_edu.hfc.MahalanobisLoss` is this sum.
+        """
+        dtype = torch.float64 if h.dtype == torch.float64 else torch.float32
+        key = (h.device, dtype)
+        if key not in self._casts:
+            self._casts[key] = tuple(
+                t.to(device=h.device, dtype=dtype)
+                for t in (self.center, self.whitening, self.white_means)
+            ) + (self.classes.to(h.device),)
+        center, whitening, white_means, classes = self._casts[key]
+        rows = torch.searchsorted(classes, y.to(h.device))
+        return ((h.to(dtype) - center) @ whitening.T - white_means[rows]).square().sum(1)
+
     def score(self, h: torch.Tensor) -> torch.Tensor:
         """``(N,)``: ``min_c ½ d²(h, μ_c)``."""
         return 0.5 * self.distances(h, precise=False).min(1).values
@@ -154,6 +174,8 @@ class MAHA(Detector):
     ``score_layers(data)``: ``(N, L)``; ``score(data)``: the last layer. ``ScoreLR(MAHA(...))``
     gives the papers' logistic regression over layers.
     """
+
+    fit_on = "clean"
 
     def __init__(
         self,
@@ -182,7 +204,7 @@ class MAHA(Detector):
     def fit(self, data: FeatureSet | dict, y: ArrayLike) -> MAHA:
         data = as_feature_set(data)
         feats = self._fit_layout(data, self._select_layers(data, self.layers, "all"))
-        y = check_labels(y, len(data), "Class labels y")
+        y = check_class_labels(y, len(data), "Class labels y")
         n_classes = int(y.unique().numel())
         if len(data) <= n_classes:
             raise ValueError(
