@@ -5,9 +5,9 @@ The contract every detector follows, in one place:
 * **Sign convention: higher score = more adversarial.** ``score(data)`` returns a NumPy array
   ``(N,)``; every metric (:mod:`hfc_edu.metrics`: AUC, TPR at a TNR) and every table reads
   scores this way, with no sign flipping anywhere. Density detectors therefore score *low*
-  density or *high* distance: KD −log density, MAHA the Mahalanobis distance to the closest class
-  mean, LID the local dimensionality, BU the MC-dropout variance; supervised detectors their
-  log-odds, margin or probability of "adversarial".
+  density or *high* distance: KD −log density, MAHA half the squared Mahalanobis distance to the
+  closest class mean, LID the local intrinsic dimensionality, BU the MC-dropout variance;
+  supervised detectors their log-odds, margin or probability of "adversarial".
 * ``fit(data, y)`` returns ``self``, and :attr:`Detector.fit_on` says what it learns from — the
   two stages of the detection protocol of Ma et al. (ICLR 2018) and Yao et al. (2021):
 

@@ -91,7 +91,8 @@ def default_detectors() -> list[str]:
 
 
 def _bu(ctx: DetectorContext) -> BU:
-    return BU(ctx.model, passes=ctx.profile.mc_passes, batch_size=ctx.batch_size)
+    # BU's own batch size (128): its dropout masks are drawn per batch, so its scores depend on it
+    return BU(ctx.model, passes=ctx.profile.mc_passes)
 
 
 def _dnn(ctx: DetectorContext) -> DNN:

@@ -98,6 +98,11 @@ def _detectors(
     """Registry names, or ``{label: name or Detector}`` -> ``{label: Detector}`` (built)."""
     if detectors is None:
         detectors = default_detectors()
+    if isinstance(detectors, Detector):
+        raise TypeError(
+            f"detectors takes names or a dict {{label: detector}}; got a bare "
+            f"{type(detectors).__name__}: pass {{'my label': detector}}."
+        )
     if isinstance(detectors, str):
         detectors = [detectors]
     if isinstance(detectors, Mapping):
@@ -307,7 +312,6 @@ def run_detection(
     n_fit = _check_count("n_fit", n_fit, prof.n_fit)
     steps = prof.attack_steps if steps is None else steps
     dataset = dataset or data.name
-    model.eval()
     fx = FeatureExtractor(model, layers=layers)
     dets = _detectors(detectors, DetectorContext(model, fx, prof, seed, batch_size))
 
