@@ -14,8 +14,9 @@ clean and noisy images, positives are successful adversarial examples.
   often rest on a few dozen positives, where an AUC of 0.90 can mean anything from 0.8 to 0.97.
 
 :func:`result_row` and :func:`results_table` build the one results table, columns
-:data:`RESULT_COLUMNS`, that :func:`~hfc_edu.experiments.detection.run_detection`,
-:meth:`~hfc_edu.experiments.detection.DetectionRun.evaluate` and :func:`evaluate_detector` return.
+:data:`RESULT_COLUMNS`, that :func:`~hfc_edu.experiments.detection.run_detection` and
+:meth:`~hfc_edu.experiments.detection.DetectionRun.evaluate` return; for a detector scored by
+hand, ``result_row(s[is_adv == 0], s[is_adv == 1], detector="mine", ...)`` gives its row.
 """
 
 from __future__ import annotations
@@ -215,53 +216,11 @@ def results_table(rows: Iterable[Mapping]) -> pd.DataFrame:
     return df[RESULT_COLUMNS + extra].astype({"n_pos": int, "n_neg": int})
 
 
-def evaluate_detector(
-    detector,
-    test,
-    test_is_adv,
-    *,
-    fit_data=None,
-    fit_is_adv=None,
-    dataset: str = "",
-    attack: str = "",
-    eps: float = math.nan,
-    name: str | None = None,
-    seed: int = 0,
-) -> dict:
-    """Optionally fit a supervised detector, score a labelled test set and return one result row.
-
-    Args:
-        detector: any hfc_edu detector (``score`` = higher is more adversarial).
-        test, test_is_adv: what ``detector.score`` reads, and ``(N,)`` labels (1 = adversarial).
-        fit_data, fit_is_adv: detector-training data; when given, ``detector.fit`` is called first.
-        dataset, attack, eps, name: labels of the row (``name`` defaults to the class name).
-        seed: seeds the bootstrap interval.
-    """
-    if (fit_data is None) != (fit_is_adv is None):
-        raise ValueError("Pass both fit_data and fit_is_adv, or neither.")
-    if fit_data is not None:
-        detector.fit(fit_data, fit_is_adv)
-    s = np.asarray(detector.score(test), dtype=np.float64)
-    lab = np.asarray(torch.as_tensor(test_is_adv).cpu()).reshape(-1)
-    if lab.shape[0] != s.shape[0]:
-        raise ValueError(f"{s.shape[0]} scores but {lab.shape[0]} labels.")
-    return result_row(
-        s[lab == 0],
-        s[lab == 1],
-        dataset=dataset,
-        attack=attack,
-        eps=eps,
-        detector=name or type(detector).__name__,
-        seed=seed,
-    )
-
-
 __all__ = [
     "N_BOOTSTRAP",
     "RESULT_COLUMNS",
     "bootstrap_ci",
     "detection_metrics",
-    "evaluate_detector",
     "result_row",
     "results_table",
     "roc_auc",
