@@ -131,3 +131,55 @@ def check_targets_differ(targets: torch.Tensor, y_true: torch.Tensor) -> None:
             f"Targeted attack: the target equals the true class for sample(s) {idx}; "
             "choose targets with hfc_edu.attacks.targets (other_class, random_target, least_likely)."
         )
+
+
+# ------------------------------------------------------------------------------------------
+# Detector labels (the detectors' fit inputs; owned by the detectors: hfc_edu/detectors).
+# ``check_labels`` above checks an attack's labels against its images; the two below check the
+# labels a detector is fitted with: class labels of clean training features (KD, MAHA) and the
+# detection labels ``is_adv`` (0 = clean or noisy, 1 = adversarial) of the supervised detectors.
+# ------------------------------------------------------------------------------------------
+def _label_vector(y, n: int, name: str) -> torch.Tensor:
+    if not isinstance(y, torch.Tensor):
+        try:
+            y = torch.as_tensor(y)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"{name} must be a torch.Tensor or numpy array, got {type(y).__name__}."
+            ) from None
+    y = y.detach().cpu().reshape(-1)
+    if y.is_floating_point() and not torch.equal(y, y.round()):
+        raise ValueError(f"{name} must hold integer labels.")
+    y = y.long()
+    if y.shape[0] != n:
+        raise ValueError(f"{name} has {y.shape[0]} labels for {n} samples.")
+    return y
+
+
+def check_class_labels(y, n: int, name: str = "y") -> torch.Tensor:
+    """``(n,)`` int64 CPU class indices >= 0 with at least two classes, to fit a class density."""
+    y = _label_vector(y, n, name)
+    if y.numel() and int(y.min()) < 0:
+        raise ValueError(f"{name} must be non-negative class indices.")
+    if y.unique().numel() < 2:
+        raise ValueError(
+            f"{name} contains a single class ({y.unique().tolist()}); fitting needs at least two "
+            "classes."
+        )
+    return y
+
+
+def check_is_adv(is_adv, n: int, name: str = "is_adv") -> torch.Tensor:
+    """``(n,)`` int64 CPU detection labels, 0 (clean or noisy) or 1 (adversarial), both present."""
+    y = _label_vector(is_adv, n, name)
+    if not bool(((y == 0) | (y == 1)).all()):
+        raise ValueError(
+            f"{name} must be 0 (clean or noisy) or 1 (adversarial), got values "
+            f"{y.unique().tolist()}."
+        )
+    if y.unique().numel() < 2:
+        raise ValueError(
+            f"{name} contains a single class ({y.unique().tolist()}); fitting needs both "
+            "negatives (0) and positives (1)."
+        )
+    return y

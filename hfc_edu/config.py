@@ -42,6 +42,11 @@ class Profile:
     gmm_components: int  # HFC GMM components per (class, layer)
     mc_passes: int  # BU Monte-Carlo dropout passes
     dropout: float = 0.3  # dropout before the linear head (BU needs it; the HFC code uses 0.3)
+    # -- detection (chapter 5): defaults of run_detection and the detector registry -----------
+    n_fit: int | None = None  # training images that fit KD, MAHA and LID (None: all)
+    dnn_iters: int = 200  # DNN detector training iterations (the HFC code: 200)
+    dnn_widths: tuple[int, int] = (96, 192)  # DNN detector conv widths (the HFC code: 96, 192)
+    dnn_blocks: int | None = None  # DNN detector on the last k block outputs (None: every layer)
     extra: dict = field(default_factory=dict)
 
 
@@ -58,6 +63,10 @@ PROFILES: dict[str, Profile] = {
         cw_steps=50,
         gmm_components=2,
         mc_passes=20,
+        n_fit=1000,
+        dnn_iters=30,
+        dnn_widths=(16, 32),
+        dnn_blocks=3,
     ),
     "paper": Profile(
         name="paper",
@@ -71,6 +80,10 @@ PROFILES: dict[str, Profile] = {
         cw_steps=100,
         gmm_components=64,
         mc_passes=50,
+        n_fit=None,
+        dnn_iters=200,
+        dnn_widths=(96, 192),
+        dnn_blocks=None,
     ),
 }
 

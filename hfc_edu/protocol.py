@@ -1,19 +1,22 @@
 """The detection protocol of the HFC paper (and Ma et al.), with the official code's bugs fixed.
 
-1. Keep the test images the classifier gets right (:func:`correct_mask`).
+1. Keep the test images the classifier gets right (:func:`correct_mask`, :func:`correct_subset`).
 2. Split them 70/30 into detector-training and detector-test parts, in order (the official code) or
    seeded-shuffled (:func:`split_indices`).
 3. Negatives are the clean images **and genuinely noisy copies** (:func:`make_noisy`; the official
    code's "noise" images equal the clean ones). Positives are the **successful** adversarial
-   examples only (:func:`success_mask`).
+   examples only.
 
-:func:`split_detection_set` does 2–3 and returns a :class:`DetectionData` of two
-:class:`DetectionSplit` s; ``split.features(fx)`` turns one into detector inputs and labels.
+:func:`split_detection_set` does 2–3 on **indices**: it returns :class:`DetectionSplits`, two
+:class:`DetectionSplit` s of positions into the attacked images, and
+``split.gather(clean, noisy, adv)`` picks the rows of one part from any aligned images or
+features (tensors or :class:`~hfc_edu.detectors.FeatureSet` s), with their ``is_adv`` labels.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -62,20 +65,6 @@ def correct_subset(
     if n is not None:
         idx = idx[:n]
     return idx.sort().values if ordered else idx
-
-
-def success_mask(
-    model: nn.Module,
-    x_adv: torch.Tensor,
-    y: torch.Tensor,
-    targeted: bool = False,
-    batch_size: int = 256,
-) -> torch.Tensor:
-    """``(N,)`` bool: untargeted: prediction != true label ``y``; targeted: prediction == target ``y``."""
-    if len(x_adv) != len(y):
-        raise ValueError(f"x_adv and y differ in length: {len(x_adv)} vs {len(y)}.")
-    pred = predict(model, x_adv, batch_size)
-    return pred == y.cpu() if targeted else pred != y.cpu()
 
 
 def split_indices(
@@ -145,121 +134,113 @@ def make_noisy(
     return (x + noise.to(device=x.device, dtype=x.dtype)).clamp(0.0, 1.0)
 
 
-@dataclass
+Rows = TypeVar("Rows", torch.Tensor, FeatureSet)
+
+
+def _take(rows: Rows, index: torch.Tensor) -> Rows:
+    return rows.subset(index) if isinstance(rows, FeatureSet) else rows[index]
+
+
+@dataclass(frozen=True)
 class DetectionSplit:
-    """One part (detector-train or detector-test) of the detection set.
+    """One part (detector-train or detector-test) of the detection set, as positions.
 
     Attributes:
-        clean: ``(n, ...)`` correctly classified clean images; ``noisy``: their noisy copies.
-        adv: ``(m, ...)`` the **successful** adversarial examples (m ≤ n).
-        y: ``(n,)`` true labels of ``clean``; ``index``: their positions in the original arrays.
-        adv_index: ``(m,)`` positions (in the original arrays) of the sources of ``adv``.
+        index: ``(n,)`` positions of its clean images (correctly classified) in the attacked
+            images; they and their noisy copies are the negatives.
+        adv_index: ``(m,)`` the positions among ``index`` whose attack succeeded: the sources of
+            the positives (m ≤ n).
     """
 
-    clean: torch.Tensor
-    noisy: torch.Tensor
-    adv: torch.Tensor
-    y: torch.Tensor
     index: torch.Tensor
     adv_index: torch.Tensor
 
-    def inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images ``cat(clean, noisy, adv)`` and labels (0 = clean/noisy, 1 = adversarial)."""
-        x = torch.cat([self.clean, self.noisy, self.adv])
-        is_adv = torch.cat(
-            [
-                torch.zeros(2 * len(self.clean), dtype=torch.long),
-                torch.ones(len(self.adv), dtype=torch.long),
-            ]
+    @property
+    def n_neg(self) -> int:
+        """Negatives: the clean images and their noisy copies."""
+        return 2 * len(self.index)
+
+    @property
+    def n_pos(self) -> int:
+        """Positives: the successful adversarial examples."""
+        return len(self.adv_index)
+
+    def is_adv(self) -> torch.Tensor:
+        """``(n_neg + n_pos,)`` int64 labels of :meth:`gather`'s rows: 0 clean or noisy, 1 adversarial."""
+        return torch.cat(
+            [torch.zeros(self.n_neg, dtype=torch.long), torch.ones(self.n_pos, dtype=torch.long)]
         )
-        return x, is_adv
 
-    def features(
-        self, fx, batch_size: int = 256, keep_images: bool = True
-    ) -> tuple[FeatureSet, torch.Tensor]:
-        """Detector inputs (one :class:`FeatureSet`) and labels for ``cat(clean, noisy, adv)``."""
-        x, is_adv = self.inputs()
-        return FeatureSet.from_images(fx, x, batch_size=batch_size, keep_images=keep_images), is_adv
+    def gather(self, clean: Rows, noisy: Rows, adv: Rows) -> tuple[Rows, torch.Tensor]:
+        """``cat(clean[index], noisy[index], adv[adv_index])`` and :meth:`is_adv`.
 
-    def with_adv(self, x_adv: torch.Tensor, success: torch.Tensor) -> DetectionSplit:
-        """The same negatives with new adversarial examples (e.g. HFC), aligned with ``clean``."""
-        if len(x_adv) != len(self.clean) or len(success) != len(self.clean):
+        ``clean``, ``noisy`` and ``adv`` are aligned with the attacked images (row i of each
+        belongs to image i): image tensors ``(N, ...)`` or :class:`~hfc_edu.detectors.FeatureSet` s.
+        """
+        parts = [_take(clean, self.index), _take(noisy, self.index), _take(adv, self.adv_index)]
+        rows = FeatureSet.concat(parts) if isinstance(clean, FeatureSet) else torch.cat(parts)
+        return rows, self.is_adv()
+
+    def with_success(self, success: torch.Tensor) -> DetectionSplit:
+        """The same negatives with the positives of another attack on the same images:
+        ``success`` is ``(n,)`` bool, aligned with :attr:`index`."""
+        ok = torch.as_tensor(success).bool().cpu().reshape(-1)
+        if len(ok) != len(self.index):
             raise ValueError(
-                f"x_adv and success must be aligned with the {len(self.clean)} clean images of this split, "
-                f"got {len(x_adv)} and {len(success)}."
+                f"success must be aligned with the {len(self.index)} images of this split, "
+                f"got {len(ok)} entries."
             )
-        ok = success.bool().cpu()
-        return DetectionSplit(self.clean, self.noisy, x_adv[ok], self.y, self.index, self.index[ok])
+        return DetectionSplit(self.index, self.index[ok])
 
 
-@dataclass
-class DetectionData:
-    """Detector-training (``train``) and detector-test (``test``) splits."""
+@dataclass(frozen=True)
+class DetectionSplits:
+    """Detector-training (``train``) and detector-test (``test``) parts."""
 
     train: DetectionSplit
     test: DetectionSplit
 
 
 def split_detection_set(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    x_adv: torch.Tensor,
     success: torch.Tensor,
-    x_noisy: torch.Tensor,
     keep: torch.Tensor | None = None,
     train_fraction: float = 0.7,
     shuffle: bool = False,
     seed: int = 0,
-) -> DetectionData:
-    """Split aligned clean / noisy / adversarial images into detector-train and detector-test parts.
+) -> DetectionSplits:
+    """Split N attacked images into detector-train and detector-test parts, by position.
 
     Args:
-        x, y: clean test images and true labels, ``(N, ...)`` and ``(N,)``.
-        x_adv, success: adversarial examples of ``x`` and whether each one succeeded ``(N,)``.
-        x_noisy: noisy copies of ``x`` (:func:`make_noisy`); must differ from ``x``.
-        keep: optional ``(N,)`` mask of the images to use, normally :func:`correct_mask`; when None,
-            ``x`` is assumed to hold correctly classified images only.
+        success: ``(N,)`` bool, whether the attack on each image succeeded (only successful
+            adversarial examples become positives).
+        keep: optional ``(N,)`` mask of the images to use, normally :func:`correct_mask`; when
+            None, all N are assumed correctly classified.
         train_fraction, shuffle, seed: see :func:`split_indices`.
     """
-    n = len(x)
-    for name, t in (("y", y), ("x_adv", x_adv), ("success", success), ("x_noisy", x_noisy)):
-        if len(t) != n:
-            raise ValueError(
-                f"{name} has {len(t)} entries but x has {n}; all inputs must be aligned."
-            )
-    if x_adv.shape != x.shape or x_noisy.shape != x.shape:
-        raise ValueError(
-            f"x_adv {tuple(x_adv.shape)} and x_noisy {tuple(x_noisy.shape)} must have x's shape {tuple(x.shape)}."
-        )
-    if torch.equal(x_noisy, x):
-        raise ValueError(
-            "x_noisy equals x (the official code's bug): build noisy negatives with make_noisy."
-        )
+    succ = torch.as_tensor(success).bool().cpu().reshape(-1)
+    n = len(succ)
     orig = torch.arange(n)
     if keep is not None:
-        keep = keep.bool().cpu()
+        keep = torch.as_tensor(keep).bool().cpu().reshape(-1)
         if len(keep) != n:
-            raise ValueError(f"keep has {len(keep)} entries but x has {n}.")
+            raise ValueError(f"keep has {len(keep)} entries but success has {n}; align them.")
         orig = orig[keep]
     tr, te = split_indices(len(orig), train_fraction, shuffle, seed)
-    succ = success.bool().cpu()
 
     def part(sel: torch.Tensor) -> DetectionSplit:
         idx = orig[sel]
-        ok = idx[succ[idx]]
-        return DetectionSplit(x[idx], x_noisy[idx], x_adv[ok], y[idx], idx, ok)
+        return DetectionSplit(idx, idx[succ[idx]])
 
-    return DetectionData(part(tr), part(te))
+    return DetectionSplits(part(tr), part(te))
 
 
 __all__ = [
-    "DetectionData",
     "DetectionSplit",
+    "DetectionSplits",
     "correct_mask",
     "correct_subset",
     "make_noisy",
     "predict",
     "split_detection_set",
     "split_indices",
-    "success_mask",
 ]

@@ -314,3 +314,27 @@ def test_bad_input_errors():
         KD(bandwidth=0.0)
     with pytest.raises(ValueError, match="extractor"):
         MAHA(magnitude=0.001)
+
+
+# ------------------------------------------------------------------------------ degenerate LID
+def test_lid_equidistant_reference_is_a_clear_error():
+    """All k neighbours at the same distance: the MLE −(mean log(r_i/r_k))⁻¹ is infinite.
+
+    The old code returned −inf (exactly equal distances) or about 9e15 (equal up to rounding)
+    without a word."""
+    q = torch.zeros(1, 4, dtype=torch.float64)
+    same = torch.zeros(30, 4, dtype=torch.float64)
+    same[:, 0] = 1.0  # thirty copies of one point at distance 1
+    with pytest.raises(ValueError, match="equidistant"):
+        lid_mle(q, same, k=20)
+    sphere = torch.cat([torch.eye(4), -torch.eye(4)]).repeat(4, 1)  # 32 points at distance 1
+    for dtype in ("auto", torch.float32, torch.float64):
+        with pytest.raises(ValueError, match="equidistant"):
+            lid_mle(q, sphere, k=20, dtype=dtype)
+    det = LID(k=20, batch_size=32).fit({"z": sphere})
+    with pytest.raises(ValueError, match="equidistant"):
+        det.score({"z": q})
+    # a genuine neighbourhood is unaffected
+    assert torch.isfinite(
+        lid_mle(q + 0.1, sphere + 0.01 * torch.randn(32, 4, dtype=torch.float64))
+    ).all()

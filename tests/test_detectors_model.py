@@ -176,3 +176,19 @@ def test_lid_and_maha_on_3d_features():
     test = FeatureSet.from_images(fx, images(10, 3, seed=2, size=8))
     assert LID(k=10).fit(train).score_layers(test).shape == (10, len(fx.layer_names))
     assert np.isfinite(MAHA().fit(train, torch.arange(50) % 2).score(test)).all()
+
+
+def test_maha_preprocessing_needs_the_extractor_to_produce_every_fitted_layer():
+    """Fitted on a layer the extractor does not produce: a clear error at fit, not a KeyError."""
+    model = tiny()
+    fx_all = FeatureExtractor(model)
+    fx_blocks = FeatureExtractor(model, layers="blocks")
+    train = FeatureSet.from_images(fx_all, images(40, seed=1))
+    y = torch.arange(40) % 2
+    missing = [n for n in fx_all.layer_names if n not in fx_blocks.layer_names]
+    assert missing
+    with pytest.raises(ValueError, match="extractor"):
+        MAHA(magnitude=0.002, extractor=fx_blocks).fit(train, y)
+    # fitted on the layers the extractor has: works
+    ok = MAHA(layers=fx_blocks.layer_names, magnitude=0.002, extractor=fx_blocks).fit(train, y)
+    assert ok.score_layers(train).shape == (40, len(fx_blocks.layer_names))

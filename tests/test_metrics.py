@@ -10,9 +10,9 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from hfc_edu.detectors import SVM, FeatureSet
 from hfc_edu.metrics import (
     RESULT_COLUMNS,
-    attack_success_rate,
+    bootstrap_ci,
     detection_metrics,
-    evaluate_detector,
+    result_row,
     results_table,
     roc_auc,
     tpr_at_tnr,
@@ -53,30 +53,86 @@ def test_tpr_at_tnr_matches_the_roc_curve_on_continuous_scores():
     assert tpr_at_tnr(neg, pos, 0.9) == pytest.approx(np.interp(0.1, fpr, tpr), abs=0.01)
 
 
-def test_attack_success_rate():
-    y = torch.tensor([0, 1, 1, 0])
-    assert attack_success_rate(torch.tensor([1, 1, 0, 1]), y) == 0.75
-    assert (
-        attack_success_rate(torch.tensor([1, 1, 0, 1]), torch.tensor([1, 0, 0, 0]), targeted=True)
-        == 0.5
+def _naive_bootstrap(neg, pos, metric, n_boot, level, seed):
+    """The definition, one resample at a time: the same seeded draws as bootstrap_ci."""
+    rng = np.random.default_rng(seed)
+    idx_neg = rng.integers(0, len(neg), (n_boot, len(neg)))
+    idx_pos = rng.integers(0, len(pos), (n_boot, len(pos)))
+    stats = []
+    for b in range(n_boot):
+        n, p = neg[idx_neg[b]], pos[idx_pos[b]]
+        if metric == "auc":
+            stats.append(roc_auc_score(np.r_[np.zeros(len(n)), np.ones(len(p))], np.r_[n, p]))
+        else:
+            stats.append(np.mean(p > np.quantile(n, 0.9)))
+    return tuple(np.quantile(stats, [(1 - level) / 2, (1 + level) / 2]))
+
+
+@pytest.mark.parametrize("metric", ["auc", "tpr90"])
+def test_bootstrap_ci_equals_the_resampling_definition(metric):
+    """Stratified percentile bootstrap: identical to resampling negatives and positives separately
+    and recomputing the metric (ties included: scores rounded to one decimal)."""
+    rng = np.random.default_rng(0)
+    neg, pos = np.round(rng.normal(size=120), 1), np.round(rng.normal(1.0, size=35), 1)
+    ours = bootstrap_ci(neg, pos, metric, n_boot=200, level=0.9, seed=3)
+    np.testing.assert_allclose(
+        ours, _naive_bootstrap(neg, pos, metric, 200, 0.9, seed=3), atol=1e-12
     )
+    assert bootstrap_ci(neg, pos, metric, n_boot=200, level=0.9, seed=3) == ours  # seeded
 
 
-def test_evaluate_detector_and_results_table():
+def test_bootstrap_ci_brackets_the_auc_and_narrows_with_more_positives():
+    rng = np.random.default_rng(1)
+    neg = rng.normal(size=300)
+    few, many = rng.normal(1.0, size=30), rng.normal(1.0, size=600)
+    lo_f, hi_f = bootstrap_ci(neg, few)
+    lo_m, hi_m = bootstrap_ci(neg, many)
+    assert lo_f < roc_auc(neg, few) < hi_f and lo_m < roc_auc(neg, many) < hi_m
+    assert hi_m - lo_m < 0.6 * (hi_f - lo_f)
+    # coverage of the true AUC (Φ(1/√2) ≈ 0.760 for N(0,1) vs N(1,1)) over independent test sets
+    hits = 0
+    for s in range(40):
+        r = np.random.default_rng(100 + s)
+        lo, hi = bootstrap_ci(r.normal(size=200), r.normal(1.0, size=40), n_boot=500, seed=s)
+        hits += lo <= 0.7602 <= hi
+    assert hits >= 33, hits  # nominal 95 %: 38 of 40 expected
+    # perfectly separated scores: a degenerate interval at 1
+    assert bootstrap_ci([0.0, 0.1, 0.2], [1.0, 2.0]) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="metric"):
+        bootstrap_ci(neg, few, "f1")
+    with pytest.raises(ValueError, match="n_boot"):
+        bootstrap_ci(neg, few, n_boot=1)
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_ci(neg, few, level=95)
+
+
+def test_result_row_is_a_row_of_the_one_table():
+    rng = np.random.default_rng(2)
+    neg, pos = rng.normal(size=50), rng.normal(2.0, size=20)
+    row = result_row(neg, pos, dataset="toy", attack="PGD", eps=2 / 256, detector="KD",
+                     success_rate=0.5, seed=7)  # fmt: skip
+    assert list(row) == RESULT_COLUMNS
+    assert row["eps_256"] == pytest.approx(2.0) and row["n_pos"] == 20 and row["n_neg"] == 50
+    assert (row["auc_low"], row["auc_high"]) == bootstrap_ci(neg, pos, seed=7)
+    assert row["auc"] == pytest.approx(roc_auc(neg, pos))
+
+
+def test_results_table_from_a_detector_scored_by_hand():
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(60, 4, generator=g), torch.randn(60, 4, generator=g) + 3])
     lab = torch.cat([torch.zeros(60), torch.ones(60)]).long()
     fs = FeatureSet({"z": x})
-    row = evaluate_detector(
-        SVM(), fs, lab, fit_data=fs, fit_is_adv=lab, dataset="toy", attack="shift"
+    s = SVM().fit(fs, lab).score(fs)
+    row = result_row(
+        s[lab.numpy() == 0], s[lab.numpy() == 1], dataset="toy", attack="shift", detector="SVM"
     )
     assert row["detector"] == "SVM" and row["n_pos"] == 60 and row["auc"] > 0.95
-    df = results_table([row, {**row, "detector": "other", "eps": 1}])
-    assert list(df.columns) == [*RESULT_COLUMNS, "eps"] and len(df) == 2
+    assert row["auc_low"] <= row["auc"] <= row["auc_high"] and np.isnan(row["eps"])
+    df = results_table([row, {**row, "detector": "other", "note": 1}])
+    assert list(df.columns) == [*RESULT_COLUMNS, "note"] and len(df) == 2
     with pytest.raises(ValueError, match="lack column"):
         results_table([{"auc": 1.0}])
-    with pytest.raises(ValueError, match="both"):
-        evaluate_detector(SVM(), fs, lab, fit_data=fs)
+    assert results_table([]).empty and list(results_table([]).columns) == RESULT_COLUMNS
 
 
 def test_metric_errors():
@@ -86,5 +142,3 @@ def test_metric_errors():
         tpr_at_tnr([0.0, float("nan")], [1.0])
     with pytest.raises(ValueError, match="tnr"):
         tpr_at_tnr([0.0], [1.0], tnr=90)
-    with pytest.raises(ValueError, match="length"):
-        attack_success_rate(torch.tensor([1, 0]), torch.tensor([1]))

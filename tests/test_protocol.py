@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hfc_edu.detectors import FeatureSet
+from hfc_edu.features import FeatureExtractor
 from hfc_edu.models import build_model
 from hfc_edu.protocol import (
     correct_mask,
+    correct_subset,
     make_noisy,
     split_detection_set,
     split_indices,
-    success_mask,
 )
 
 
@@ -57,33 +59,49 @@ def test_split_indices():
 
 def test_split_detection_set_keeps_correct_and_successful_only():
     n = 20
-    x = torch.rand(n, 1, 4, 4)
-    y = torch.arange(n) % 2
     keep = torch.ones(n, dtype=torch.bool)
     keep[[3, 15]] = False  # misclassified
     success = torch.ones(n, dtype=torch.bool)
     success[[0, 18]] = False  # failed attacks
-    x_adv = x + 0.01
-    noisy = make_noisy(x, eps=0.01, generator=torch.Generator().manual_seed(0))
-    data = split_detection_set(x, y, x_adv, success, noisy, keep=keep)
+    splits = split_detection_set(success, keep=keep)
     kept = [i for i in range(n) if i not in (3, 15)]
-    assert data.train.index.tolist() == kept[:13] and data.test.index.tolist() == kept[13:]
-    assert 0 not in data.train.adv_index.tolist() and 18 not in data.test.adv_index.tolist()
-    assert len(data.train.adv) == 12 and len(data.test.adv) == 4
-    torch.testing.assert_close(data.test.adv, x_adv[data.test.adv_index])
-    x_all, is_adv = data.test.inputs()
-    assert len(x_all) == 2 * 5 + 4 and is_adv.sum() == 4
-    new = data.test.with_adv(
-        x[data.test.index] + 0.02, torch.tensor([True, False, True, True, False])
+    tr, te = splits.train, splits.test
+    assert tr.index.tolist() == kept[:13] and te.index.tolist() == kept[13:]
+    assert tr.adv_index.tolist() == [i for i in kept[:13] if i != 0]
+    assert te.adv_index.tolist() == [i for i in kept[13:] if i != 18]
+    assert (tr.n_neg, tr.n_pos, te.n_neg, te.n_pos) == (26, 12, 10, 4)
+    # gather: the rows of one part from aligned images (or features), with their labels
+    x = torch.rand(n, 1, 4, 4)
+    x_adv, noisy = x + 0.01, make_noisy(x, eps=0.01, generator=torch.Generator().manual_seed(0))
+    rows, is_adv = te.gather(x, noisy, x_adv)
+    assert len(rows) == 2 * 5 + 4 and is_adv.tolist() == [0] * 10 + [1] * 4
+    torch.testing.assert_close(rows[:5], x[te.index])
+    torch.testing.assert_close(rows[5:10], noisy[te.index])
+    torch.testing.assert_close(rows[10:], x_adv[te.adv_index])
+    fs = FeatureSet({"z": x.flatten(1)}, x=x)
+    fs_rows, fs_is_adv = te.gather(fs, fs, fs)
+    assert torch.equal(
+        fs_rows.feats["z"], x.flatten(1)[torch.cat([te.index, te.index, te.adv_index])]
     )
-    assert new.adv_index.tolist() == [kept[13], kept[15], kept[16]]
-    with pytest.raises(ValueError, match="official code's bug"):
-        split_detection_set(x, y, x_adv, success, x.clone())
+    assert torch.equal(fs_is_adv, is_adv)
+    # another attack on the same images: same negatives, its own positives
+    new = te.with_success(torch.tensor([True, False, True, True, False]))
+    assert torch.equal(new.index, te.index) and new.adv_index.tolist() == [
+        kept[13],
+        kept[15],
+        kept[16],
+    ]
     with pytest.raises(ValueError, match="aligned"):
-        split_detection_set(x, y[:5], x_adv, success, noisy)
+        te.with_success(torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="align"):
+        split_detection_set(success, keep=keep[:5])
+    # shuffled: the same sets of images, seeded
+    sh = split_detection_set(success, shuffle=True, seed=1)
+    assert sorted(sh.train.index.tolist() + sh.test.index.tolist()) == list(range(n))
+    assert torch.equal(split_detection_set(success, shuffle=True, seed=1).test.index, sh.test.index)
 
 
-def test_correct_and_success_masks_on_a_model():
+def test_correct_mask_and_subset_on_a_model():
     torch.manual_seed(0)
     model = build_model("compact_resnet_narrow", 1, 2, image_size=16)
     x = torch.rand(8, 1, 16, 16)
@@ -91,15 +109,14 @@ def test_correct_and_success_masks_on_a_model():
         pred = model.eval()(x).argmax(1)
     assert correct_mask(model, x, pred).all()
     assert not correct_mask(model, x, 1 - pred).any()
-    assert success_mask(
-        model, x, 1 - pred
-    ).all()  # untargeted: prediction differs from "true" label
-    assert success_mask(model, x, pred, targeted=True).all()
-    # features for one split
-    from hfc_edu.features import FeatureExtractor
-
-    data = split_detection_set(
-        x, pred, x + 0.01, torch.ones(8, dtype=torch.bool), make_noisy(x, eps=0.01)
-    )
-    fs, is_adv = data.train.features(FeatureExtractor(model))
+    y = pred.clone()
+    y[[1, 4]] = 1 - y[[1, 4]]  # two misclassified images
+    idx = correct_subset(model, x, y, 4, seed=0)
+    assert len(idx) == 4 and set(idx.tolist()) <= {0, 2, 3, 5, 6, 7}
+    assert torch.equal(idx, idx.sort().values)
+    # features of one split, through the model
+    splits = split_detection_set(torch.ones(8, dtype=torch.bool))
+    fx = FeatureExtractor(model)
+    feats = FeatureSet.from_images(fx, x)
+    fs, is_adv = splits.train.gather(feats, feats, feats)
     assert len(fs) == len(is_adv) == 2 * 6 + 6 and fs.x is not None

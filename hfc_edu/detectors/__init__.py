@@ -13,6 +13,9 @@ Supervised detectors, fitted on detector-training data (0 = clean or noisy, 1 = 
   :class:`SVM` (RBF SVM) on the penultimate features, and :class:`DNN` (conv nets on raw maps).
 
 Inputs are :class:`FeatureSet` objects (``FeatureSet.from_images(fx, x)``) or ``{layer: (N, C)}`` dicts.
+Scores follow one sign convention: higher = more adversarial (see :mod:`hfc_edu.detectors.base`,
+which also states what each detector is fitted on). :data:`DETECTORS` names the detectors the
+detection pipeline builds (:mod:`hfc_edu.detectors.registry`).
 """
 
 from hfc_edu.detectors.base import Detector, FeatureSet
@@ -23,8 +26,16 @@ from hfc_edu.detectors.feature_classifiers import SVM, DFeat, QFeat
 from hfc_edu.detectors.kd import KD, cv_bandwidth, gaussian_kde_log_density, median_bandwidth
 from hfc_edu.detectors.lid import LID, lid_mle
 from hfc_edu.detectors.maha import MAHA, ClassGaussians
+from hfc_edu.detectors.registry import (
+    DETECTORS,
+    DetectorContext,
+    DetectorInfo,
+    default_detectors,
+    register_detector,
+)
 
 __all__ = [
+    "DETECTORS",
     "BU",
     "DNN",
     "KD",
@@ -34,13 +45,17 @@ __all__ = [
     "ClassGaussians",
     "DFeat",
     "Detector",
+    "DetectorContext",
+    "DetectorInfo",
     "FeatureSet",
     "MapDetectorNet",
     "QFeat",
     "ScoreLR",
     "cv_bandwidth",
+    "default_detectors",
     "gaussian_kde_log_density",
     "lid_mle",
     "mc_predictions",
     "median_bandwidth",
+    "register_detector",
 ]

@@ -1,17 +1,35 @@
 """What detectors read (:class:`FeatureSet`) and what they have in common (:class:`Detector`).
 
-Every detector follows the same contract:
+The contract every detector follows, in one place:
 
-* ``fit(data, y)`` returns ``self``. *Density* detectors (KD, MAHA's class Gaussians, LID's clean
-  reference) are fitted on clean features with ``y`` = class labels (or nothing for LID);
-  *supervised* detectors (:class:`~hfc_edu.detectors.ScoreLR`, DFeat, QFeat, SVM, DNN) are fitted
-  on detector-training data with ``y`` = 1 for adversarial, 0 for clean or noisy.
-* ``score(data)`` returns a NumPy array ``(N,)``: **higher means more adversarial**.
+* **Sign convention: higher score = more adversarial.** ``score(data)`` returns a NumPy array
+  ``(N,)``; every metric (:mod:`hfc_edu.metrics`: AUC, TPR at a TNR) and every table reads
+  scores this way, with no sign flipping anywhere. Density detectors therefore score *low*
+  density or *high* distance: KD −log density, MAHA half the squared Mahalanobis distance to the
+  closest class mean, LID the local intrinsic dimensionality, BU the MC-dropout variance;
+  supervised detectors their log-odds, margin or probability of "adversarial".
+* ``fit(data, y)`` returns ``self``, and :attr:`Detector.fit_on` says what it learns from — the
+  two stages of the detection protocol of Ma et al. (ICLR 2018) and Yao et al. (2021):
+
+  - ``fit_on = "clean"`` (KD, MAHA's class Gaussians, LID's reference): ``y`` = class labels of
+    clean features of the classifier's **training** images; fitted once and shared by every
+    attack;
+  - ``fit_on = "is_adv"`` (:class:`~hfc_edu.detectors.ScoreLR`, DFeat, QFeat, SVM, DNN):
+    ``y`` = ``is_adv`` (1 adversarial, 0 clean or noisy) of the detector-training split of one
+    attack; fitted per attack. A detector built on others (ScoreLR over KD, MAHA, LID) lists the
+    parts to fit on clean features in :meth:`Detector.clean_parts`;
+  - ``fit_on = None`` (BU): nothing to learn.
+
+  :func:`~hfc_edu.experiments.detection.run_detection` reads only these two attributes: it
+  fits every unfitted clean part once, then a copy of every ``"is_adv"`` detector per attack
+  (``fit`` assigns its fitted attributes anew, as scikit-learn estimators do, so a shallow copy
+  shares the clean parts and nothing else).
 * Layer-wise detectors also have ``score_layers(data)`` ``(N, L)``, one column per layer, which
   :class:`~hfc_edu.detectors.ScoreLR` combines by logistic regression.
+* Scalers and quantisers are fitted on training data only.
 
-``data`` is a :class:`FeatureSet` (pooled features per layer, predictions, optionally the images) or
-simply a dict ``{layer: (N, C)}`` for detectors that need nothing else.
+``data`` is a :class:`FeatureSet` (pooled features per layer, predictions, optionally the images)
+or simply a dict ``{layer: (N, C)}`` for detectors that need nothing else.
 """
 
 from __future__ import annotations
@@ -150,34 +168,20 @@ def check_finite(t: torch.Tensor, what: str) -> None:
         )
 
 
-def check_labels(y: ArrayLike, n: int, what: str, binary: bool = False) -> torch.Tensor:
-    """``(n,)`` integer labels with at least two distinct values."""
-    y = _to_tensor(y, what).reshape(-1)
-    if y.is_floating_point():
-        if not torch.equal(y, y.round()):
-            raise ValueError(f"{what} must hold integer labels.")
-    y = y.long()
-    if y.shape[0] != n:
-        raise ValueError(f"{what} has {y.shape[0]} labels for {n} samples.")
-    if binary and not bool(((y == 0) | (y == 1)).all()):
-        raise ValueError(
-            f"{what} must be 0 (clean or noisy) or 1 (adversarial), got values {y.unique().tolist()}."
-        )
-    if y.numel() and int(y.min()) < 0:
-        raise ValueError(f"{what} must be non-negative class indices.")
-    if y.unique().numel() < 2:
-        kind = "both negatives (0) and positives (1)" if binary else "at least two classes"
-        raise ValueError(
-            f"{what} contains a single class ({y.unique().tolist()}); fitting needs {kind}."
-        )
-    return y
-
-
 class Detector:
-    """Base class: sklearn-like ``get_params``, fitted-state and feature-layout checks."""
+    """Base class: the fit contract (module docstring), sklearn-like ``get_params``, fitted-state
+    and feature-layout checks. Higher score = more adversarial."""
+
+    #: what ``fit`` learns from: ``"clean"`` (clean training features and class labels, once),
+    #: ``"is_adv"`` (detector-training data of one attack) or None (nothing)
+    fit_on: str | None = "is_adv"
 
     #: set by ``fit``: layer name -> feature dimension seen at fit time
     dims_: dict[str, int] | None = None
+
+    def clean_parts(self) -> list[Detector]:
+        """The detectors (this one, or parts of it) to fit on clean training features."""
+        return [self] if self.fit_on == "clean" else []
 
     def get_params(self, deep: bool = False) -> dict:
         sig = inspect.signature(type(self).__init__)
@@ -263,4 +267,4 @@ class Detector:
         raise NotImplementedError
 
 
-__all__ = ["ArrayLike", "Detector", "FeatureSet", "as_feature_set", "check_finite", "check_labels"]
+__all__ = ["ArrayLike", "Detector", "FeatureSet", "as_feature_set", "check_finite"]

@@ -62,8 +62,10 @@ class BU(Detector):
         variant: ``"feinman"`` (mean softmax variance) or ``"official"`` (std of logit 0).
         batch_size: images per forward pass.
 
-    Needs no fitting (``fit`` only checks the model); ``score(data)`` reads ``data.x``.
+    Needs no fitting; ``score(data)`` reads ``data.x``.
     """
+
+    fit_on = None
 
     def __init__(
         self, model: nn.Module, passes: int = 50, variant: str = "feinman", batch_size: int = 128
@@ -84,6 +86,7 @@ class BU(Detector):
         self.dims_ = {}  # nothing to fit
 
     def fit(self, data=None, y=None) -> BU:
+        """Nothing to learn (``fit_on = None``): returns ``self``."""
         return self
 
     def score(self, data: FeatureSet | dict | torch.Tensor) -> np.ndarray:

@@ -9,7 +9,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from hfc_edu.detectors.base import ArrayLike, Detector, FeatureSet, check_labels
+from hfc_edu.checks import check_is_adv
+from hfc_edu.detectors.base import ArrayLike, Detector, FeatureSet
 
 
 class ScoreLR(Detector):
@@ -17,7 +18,8 @@ class ScoreLR(Detector):
 
     Args:
         detectors: one detector or a list. Each must be fitted (density detectors on the classifier's
-            training features, LID on its clean reference) before ``ScoreLR.fit``.
+            training features, LID on its clean reference) before ``ScoreLR.fit``; the detection
+            pipeline does that from :meth:`clean_parts`.
         per_layer: use every detector's ``score_layers`` (one column per layer) when it has one;
             otherwise its single ``score``.
         C: inverse L2 regularisation strength of the logistic regression.
@@ -39,6 +41,10 @@ class ScoreLR(Detector):
     @property
     def _dets(self) -> list[Detector]:
         return [self.detectors] if isinstance(self.detectors, Detector) else list(self.detectors)
+
+    def clean_parts(self) -> list[Detector]:
+        """The base detectors' parts fitted on clean training features (KD, MAHA, LID)."""
+        return [part for det in self._dets for part in det.clean_parts()]
 
     def features(self, data: FeatureSet | dict) -> np.ndarray:
         """``(N, F)`` the stacked score columns the regression reads."""
@@ -62,7 +68,7 @@ class ScoreLR(Detector):
 
     def fit(self, data: FeatureSet | dict, is_adv: ArrayLike) -> ScoreLR:
         z = self.features(data)
-        y = check_labels(is_adv, len(z), "is_adv", binary=True).numpy()
+        y = check_is_adv(is_adv, len(z)).numpy()
         self.pipeline_ = make_pipeline(
             StandardScaler(), LogisticRegression(C=self.C, max_iter=1000)
         )

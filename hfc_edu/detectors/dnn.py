@@ -23,15 +23,16 @@ import torch
 from monai.networks.layers.factories import Conv, Pool
 from torch import nn
 
+from hfc_edu.checks import check_is_adv
 from hfc_edu.detectors.base import (
     ArrayLike,
     Detector,
     FeatureSet,
     as_feature_set,
     check_finite,
-    check_labels,
 )
 from hfc_edu.features import FeatureExtractor
+from hfc_edu.modes import eval_mode
 
 
 class MapDetectorNet(nn.Module):
@@ -122,19 +123,13 @@ class DNN(Detector):
         return x
 
     def _forward_maps(self, xb: torch.Tensor) -> dict[str, torch.Tensor]:
-        model = self._maps.model
-        was_training = model.training
-        try:
-            model.eval()
-            with torch.no_grad():
-                _, maps = self._maps(xb)
-        finally:
-            model.train(was_training)
+        with eval_mode(self._maps.model), torch.no_grad():
+            _, maps = self._maps(xb)
         return maps
 
     def fit(self, data: FeatureSet | torch.Tensor, is_adv: ArrayLike) -> DNN:
         x = self._images(data)
-        y = check_labels(is_adv, x.shape[0], "is_adv", binary=True).float()
+        y = check_is_adv(is_adv, x.shape[0]).float()
         dev = next(self._maps.model.parameters()).device
         maps0 = self._forward_maps(x[:2].to(dev))
         with torch.random.fork_rng(devices=[]):

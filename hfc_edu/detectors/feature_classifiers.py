@@ -21,7 +21,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from hfc_edu.detectors.base import ArrayLike, Detector, FeatureSet, as_feature_set, check_labels
+from hfc_edu.checks import check_is_adv
+from hfc_edu.detectors.base import ArrayLike, Detector, FeatureSet, as_feature_set
 
 
 class _FeatureClassifier(Detector):
@@ -41,7 +42,7 @@ class _FeatureClassifier(Detector):
     def fit(self, data: FeatureSet | dict, is_adv: ArrayLike):
         data = as_feature_set(data)
         feats = self._fit_layout(data, self._select_layers(data, self.layer, "last"))
-        y = check_labels(is_adv, len(data), "is_adv", binary=True).numpy()
+        y = check_is_adv(is_adv, len(data)).numpy()
         x = next(iter(feats.values())).to(torch.float64).numpy()
         self.estimator_ = self._make_estimator()
         self.estimator_.fit(self._transform_fit(x), y)

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from hfc_edu.detectors.base import ArrayLike, Detector, FeatureSet, as_feature_set, check_labels
+from hfc_edu.checks import check_class_labels
+from hfc_edu.detectors.base import ArrayLike, Detector, FeatureSet, as_feature_set
 
 log = logging.getLogger(__name__)
 
@@ -28,26 +29,37 @@ def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``(N, D), (M, D) -> (N, M)`` squared Euclidean distances (clamped at 0), in the inputs' dtype.
 
     Uses ``‖a‖² + ‖b‖² − 2ab`` (one GEMM); in float64 the cancellation error is ~1e-16·‖a‖².
+    Differentiable in ``a`` and ``b``.
     """
     d2 = (a * a).sum(1, keepdim=True) + (b * b).sum(1)[None] - 2.0 * (a @ b.T)
-    return d2.clamp_min_(0.0)
+    return d2.clamp_min(0.0) if d2.requires_grad else d2.clamp_min_(0.0)
 
 
 def gaussian_kde_log_density(
     query: torch.Tensor, data: torch.Tensor, bandwidth: float, chunk_size: int = 2048
 ) -> torch.Tensor:
-    """Log density of a Gaussian KDE (sklearn's normalisation) at ``query`` (N, D) -> (N,), float64."""
-    if bandwidth <= 0:
+    """Log density of a Gaussian KDE (sklearn's normalisation) at ``query`` (N, D) -> (N,).
+
+    ``log p(z) = logsumexp_i(−‖z − x_i‖² / (2h²)) − log n − (D/2)·log(2π h²)`` over the rows
+    ``x_i`` of ``data`` (n, D). Computed in the wider dtype of the two (float64 data: float64) on
+    their device, differentiable in ``query``; both are centred on the data mean first, which
+    limits the GEMM's cancellation error in float32. The KD detector and the detector-aware
+    attack term :class:`~hfc_edu.hfc.KDLoss` both use it.
+    """
+    if not bandwidth > 0:
         raise ValueError(f"bandwidth must be positive, got {bandwidth}.")
-    q = query.to(torch.float64)
-    x = data.to(torch.float64)
+    dtype = torch.promote_types(query.dtype, data.dtype)
+    x = data.to(dtype)
+    center = x.mean(0)
+    q, x = query.to(dtype) - center, x - center
     n, d = x.shape
     const = -math.log(n) - 0.5 * d * math.log(2.0 * math.pi * bandwidth**2)
-    out = torch.empty(q.shape[0], dtype=torch.float64)
-    for i in range(0, q.shape[0], chunk_size):
-        d2 = squared_distances(q[i : i + chunk_size], x)
-        out[i : i + chunk_size] = torch.logsumexp(d2.mul_(-0.5 / bandwidth**2), dim=1) + const
-    return out
+    scale = -0.5 / bandwidth**2
+    parts = [
+        torch.logsumexp(squared_distances(q[i : i + chunk_size], x) * scale, dim=1)
+        for i in range(0, q.shape[0], chunk_size)
+    ]
+    return torch.cat(parts) + const
 
 
 def median_bandwidth(x: torch.Tensor, max_points: int = 2000, seed: int = 0) -> float:
@@ -122,8 +134,12 @@ class KD(Detector):
 
     ``fit(data, y)``: clean **training** features of the classifier and their class labels ``y``.
     ``score(data)``: ``(N,)`` −log density under the predicted class (``data.pred``) at the last
-    fitted layer; ``score_layers(data)``: ``(N, L)``, one column per fitted layer.
+    fitted layer; ``score_layers(data)``: ``(N, L)``, one column per fitted layer. The fitted
+    per-class features ``data_[layer][c]`` and ``bandwidths_`` also define the detector-aware
+    attack term :meth:`hfc_edu.hfc.KDLoss.from_detector`.
     """
+
+    fit_on = "clean"
 
     def __init__(
         self,
@@ -147,7 +163,7 @@ class KD(Detector):
     def fit(self, data: FeatureSet | dict, y: ArrayLike) -> KD:
         data = as_feature_set(data)
         feats = self._fit_layout(data, self._select_layers(data, self.layers, "last"))
-        y = check_labels(y, len(data), "Class labels y")
+        y = check_class_labels(y, len(data), "Class labels y")
         self.classes_ = y.unique()
         self.data_: dict[str, dict[int, torch.Tensor]] = {}
         self.bandwidths_: dict[str, float] = {}

@@ -19,6 +19,12 @@ when they are (densely sampled low-dimensional data). ``dtype="auto"`` computes 
 recomputes in float64 every chunk where a selected squared distance is below
 ``1e4 · 32 · eps₃₂ · (‖q‖² + max ‖r‖²)``, so that no selected distance carries more than ~1e-4
 relative error.
+
+Degenerate neighbourhoods: when a query's k neighbours all lie at the same distance (duplicated
+reference points, or a collapsed layer whose features are all alike), every ``log(r_i / r_k)``
+is 0 and the estimate is infinite. Such queries (mean log ratio within ``1e3 · eps`` of 0, after
+a float64 recomputation in ``"auto"`` mode) raise a ``ValueError`` that says so, instead of
+returning −∞ or ~1e15.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import torch
 from hfc_edu.detectors.base import Detector, FeatureSet, as_feature_set
 
 _F32_GUARD = 1e4 * 32 * torch.finfo(torch.float32).eps  # ≈ 0.04, see the module docstring
+_DEGENERATE = 1e3  # mean log ratio within _DEGENERATE · eps of 0: all k neighbours equidistant
 
 
 def _k_smallest(d2: torch.Tensor, n: int) -> torch.Tensor:
@@ -44,9 +51,10 @@ def _k_smallest(d2: torch.Tensor, n: int) -> torch.Tensor:
 
 def _lid_chunks(
     q: torch.Tensor, r: torch.Tensor, rn: torch.Tensor, k: int, skip_nearest: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """LID of centred queries ``q`` (..., N, D) against centred references ``r`` (..., M, D),
-    ``rn = ‖r‖²`` (..., M). Returns float64 LID (..., N) and a bool "float32-imprecise" flag (..., N)."""
+    ``rn = ‖r‖²`` (..., M). Returns float64 LID (..., N), a bool "float32-imprecise" flag
+    (..., N) and a bool "equidistant neighbours" flag (..., N)."""
     qn = (q * q).sum(-1, keepdim=True)
     d2 = (
         torch.matmul(q, r.transpose(-1, -2))
@@ -74,9 +82,20 @@ def _lid_chunks(
     else:
         sum_log = log_vals.sum(-1)
         nearest_used = vals.min(-1).values
-    lid = -1.0 / (0.5 * (sum_log / k - log_vals[..., -1]))
+    mean_log_ratio = 0.5 * (sum_log / k - log_vals[..., -1])  # (1/k) Σ log(r_i/r_k) <= 0
+    degenerate = mean_log_ratio > -_DEGENERATE * torch.finfo(d2.dtype).eps
+    lid = -1.0 / mean_log_ratio
     scale = qn.squeeze(-1).double() + rn.max(-1, keepdim=True).values.double()
-    return lid, nearest_used < _F32_GUARD * scale
+    return lid, nearest_used < _F32_GUARD * scale, degenerate
+
+
+def _raise_equidistant(n_bad: int, k: int, where: str = "") -> None:
+    raise ValueError(
+        f"{n_bad} query(ies){where} have k={k} nearest reference points that are all equidistant "
+        "(distance ratios 1 up to rounding), so the LID estimate −(mean log(r_i/r_k))⁻¹ is "
+        "infinite. This happens with duplicated reference points or collapsed features (e.g. a "
+        "layer whose features are all alike): use a reference of distinct points or drop that layer."
+    )
 
 
 def _check_k(k: int, m: int) -> None:
@@ -117,9 +136,11 @@ def lid_mle(
     q64, r64 = query.to(torch.float64) - mu, r64 - mu
     first = torch.float32 if dtype == "auto" else dtype
     q, r = q64.to(first), r64.to(first)
-    lid, imprecise = _lid_chunks(q, r, (r * r).sum(-1), k, skip_nearest)
-    if dtype == "auto" and imprecise.any():
-        lid = _lid_chunks(q64, r64, (r64 * r64).sum(-1), k, skip_nearest)[0]
+    lid, imprecise, degenerate = _lid_chunks(q, r, (r * r).sum(-1), k, skip_nearest)
+    if dtype == "auto" and (imprecise | degenerate).any():
+        lid, _, degenerate = _lid_chunks(q64, r64, (r64 * r64).sum(-1), k, skip_nearest)
+    if degenerate.any():
+        _raise_equidistant(int(degenerate.sum()), k)
     return lid
 
 
@@ -134,11 +155,19 @@ class LID(Detector):
         layers: layer name(s), ``"all"`` or None (= all layers).
         dtype: ``"auto"``, ``torch.float32`` or ``torch.float64`` (see the module docstring).
         seed: seeds the reference mini-batches (chunk i always uses the same draw).
+        fixed_reference: keep only the first ``batch_size`` fitted rows and score **every** query
+            against that one batch (the detection pipeline's choice, as the official code's
+            detector training: with a random batch per chunk, clean, noisy and adversarial
+            queries, which sit in different chunks, would meet different references, a batch
+            effect confounded with the label).
 
-    ``fit(data)``: stores the clean reference features (e.g. the clean detector-training images).
-    ``score_layers(data)``: ``(N, L)`` LID per layer; ``score(data)``: the last layer's LID. Use
-    ``ScoreLR(LID(...))`` for the papers' logistic-regression detector over all layers.
+    ``fit(data)``: stores clean reference features (the pipeline: clean features of the
+    classifier's training images). ``score_layers(data)``: ``(N, L)`` LID per layer;
+    ``score(data)``: the last layer's LID. Use ``ScoreLR(LID(...))`` for the papers'
+    logistic-regression detector over all layers.
     """
+
+    fit_on = "clean"
 
     def __init__(
         self,
@@ -148,6 +177,7 @@ class LID(Detector):
         layers: str | Sequence[str] | None = None,
         dtype: torch.dtype | str = "auto",
         seed: int = 0,
+        fixed_reference: bool = False,
     ) -> None:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}.")
@@ -163,10 +193,13 @@ class LID(Detector):
         self.layers = layers
         self.dtype = dtype
         self.seed = seed
+        self.fixed_reference = fixed_reference
 
     def fit(self, data: FeatureSet | dict, y=None) -> LID:
         """Store clean reference features ``data`` (``y`` is ignored)."""
         data = as_feature_set(data)
+        if self.fixed_reference:
+            data = data.subset(torch.arange(min(self.batch_size, len(data))))
         feats = self._fit_layout(data, self._select_layers(data, self.layers, "all"))
         m = len(data)
         if m < self.k + 1:
@@ -212,15 +245,18 @@ class LID(Detector):
         mean = self.mean_[name]
         q = chunked(t.to(first) - mean.to(first))
         r = ref[ref_idx]  # (n_chunks, b, D)
-        lid, imprecise = _lid_chunks(q, r, (r * r).sum(-1), self.k_, self.skip_nearest)
+        lid, imprecise, degenerate = _lid_chunks(q, r, (r * r).sum(-1), self.k_, self.skip_nearest)
         if self.dtype == "auto":
-            redo = imprecise.any(1).nonzero().flatten()
+            redo = (imprecise | degenerate).any(1).nonzero().flatten()
             if len(redo):  # recompute those chunks in float64
                 q64 = chunked(t.to(torch.float64) - mean)[redo]
                 r64 = self.reference_[name][ref_idx[redo]]
-                lid[redo] = _lid_chunks(q64, r64, (r64 * r64).sum(-1), self.k_, self.skip_nearest)[
-                    0
-                ]
+                lid[redo], _, degenerate[redo] = _lid_chunks(
+                    q64, r64, (r64 * r64).sum(-1), self.k_, self.skip_nearest
+                )
+        bad = degenerate.flatten()[:n]
+        if bad.any():
+            _raise_equidistant(int(bad.sum()), self.k_, f" at layer {name!r}")
         return lid.flatten()[:n]
 
     def score_layers(self, data: FeatureSet | dict) -> np.ndarray:

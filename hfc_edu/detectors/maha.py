@@ -22,7 +22,9 @@ import numpy as np
 import torch
 from sklearn.covariance import empirical_covariance, ledoit_wolf, oas
 
-from hfc_edu.detectors.base import ArrayLike, Detector, FeatureSet, as_feature_set, check_labels
+from hfc_edu.checks import check_class_labels
+from hfc_edu.detectors.base import ArrayLike, Detector, FeatureSet, as_feature_set
+from hfc_edu.modes import frozen_eval
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,7 @@ class ClassGaussians:
             self.whitening.float() if self.condition_number <= self.FLOAT32_MAX_COND else None
         )
         self.white_means = self.whiten(self.means)  # (K, D) float64
+        self._casts: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
 
     def whiten(self, h: torch.Tensor) -> torch.Tensor:
         """``(N, D) -> (N, D)``: ``L⁻¹ (h − center)`` in float64 (differentiable)."""
@@ -131,6 +134,24 @@ class ClassGaussians:
         )
         return d2.clamp_min_(0.0).double()
 
+    def class_distances(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` squared Mahalanobis distance of each ``h_i`` (N, D) to the mean of class ``y_i``.
+
+        Differentiable in ``h``, on ``h``'s device, in float64 for float64 ``h`` and float32
+        otherwise (the whitening map is cast once per device and dtype); ``y`` must hold fitted
+        classes. The detector-aware attack term :class:`~hfc_edu.hfc.MahalanobisLoss` is this sum.
+        """
+        dtype = torch.float64 if h.dtype == torch.float64 else torch.float32
+        key = (h.device, dtype)
+        if key not in self._casts:
+            self._casts[key] = tuple(
+                t.to(device=h.device, dtype=dtype)
+                for t in (self.center, self.whitening, self.white_means)
+            ) + (self.classes.to(h.device),)
+        center, whitening, white_means, classes = self._casts[key]
+        rows = torch.searchsorted(classes, y.to(h.device))
+        return ((h.to(dtype) - center) @ whitening.T - white_means[rows]).square().sum(1)
+
     def score(self, h: torch.Tensor) -> torch.Tensor:
         """``(N,)``: ``min_c ½ d²(h, μ_c)``."""
         return 0.5 * self.distances(h, precise=False).min(1).values
@@ -153,6 +174,8 @@ class MAHA(Detector):
     ``score_layers(data)``: ``(N, L)``; ``score(data)``: the last layer. ``ScoreLR(MAHA(...))``
     gives the papers' logistic regression over layers.
     """
+
+    fit_on = "clean"
 
     def __init__(
         self,
@@ -181,12 +204,21 @@ class MAHA(Detector):
     def fit(self, data: FeatureSet | dict, y: ArrayLike) -> MAHA:
         data = as_feature_set(data)
         feats = self._fit_layout(data, self._select_layers(data, self.layers, "all"))
-        y = check_labels(y, len(data), "Class labels y")
+        y = check_class_labels(y, len(data), "Class labels y")
         n_classes = int(y.unique().numel())
         if len(data) <= n_classes:
             raise ValueError(
                 f"MAHA needs more samples ({len(data)}) than classes ({n_classes}) to estimate a covariance."
             )
+        if self.magnitude > 0:
+            produced = self.extractor.layer_names
+            missing = [n for n in feats if n not in produced]
+            if missing:
+                raise ValueError(
+                    f"MAHA's input pre-processing reads the fitted layers {missing} through its "
+                    f"extractor, which produces only {produced}. Fit on the extractor's layers "
+                    "(MAHA(layers=fx.layer_names, ...)) or pass the extractor that made the features."
+                )
         self.gaussians_ = {n: ClassGaussians(t, y, self.shrinkage) for n, t in feats.items()}
         return self
 
@@ -213,18 +245,12 @@ class MAHA(Detector):
     def _preprocessed_scores(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, L)``: layer-l score at ``x ∓ m·sign(∇ₓ score_l(x))``, one backward per layer."""
         fx = self.extractor
-        model = fx.model
-        was_training = model.training
-        params = list(model.parameters())
-        req = [p.requires_grad for p in params]
-        dev = params[0].device if params else torch.device("cpu")
         layers = list(self.dims_)
         direction = -1.0 if self.sign == "lee" else 1.0
         out = torch.empty(x.shape[0], len(layers), dtype=torch.float64)
-        try:
-            model.eval()
-            for p in params:
-                p.requires_grad_(False)
+        params = list(fx.model.parameters())
+        dev = params[0].device if params else torch.device("cpu")
+        with frozen_eval(fx.model):
             for i in range(0, x.shape[0], self.batch_size):
                 xb = x[i : i + self.batch_size].to(dev).float().requires_grad_(True)
                 _, feats = fx(xb)
@@ -239,10 +265,6 @@ class MAHA(Detector):
                         out[i : i + len(xb), j] = self.gaussians_[name].score(
                             f2[name].double().cpu()
                         )
-        finally:
-            model.train(was_training)
-            for p, r in zip(params, req, strict=True):
-                p.requires_grad_(r)
         return out
 
 

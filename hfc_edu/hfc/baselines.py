@@ -1,33 +1,39 @@
-"""Adaptive-attack baselines: transparent STAND-INS for the papers' "competing adaptive attacks".
+"""Adaptive-attack baselines: feature-space terms an attacker adds to hide from one detector.
 
-The HFC papers compare against adaptive attacks that are not in the public code (spec §3.10).
-These three loss terms are textbook versions of the two families the papers cite, written from
-fitted feature statistics (no dependency on :mod:`hfc_edu.detectors`):
+The HFC papers (Yao et al. MICCAI 2021, TMI 2023) compare HFC with adaptive attacks that are not
+in their public code. These three loss terms are textbook versions of the two families they
+cite; the two detector-aware ones are the detectors' own fitted statistics and formulas, so an
+attack minimises exactly what the detector scores:
 
-* :class:`FeatureMatchingLoss` — feature matching (in the spirit of Sabour et al. 2016): pull
+* :class:`FeatureMatchingLoss` — feature matching (in the spirit of Sabour et al. ICLR 2016): pull
   the penultimate feature towards the target class's mean, ``‖h − μ_t‖² / C``.
 * :class:`KDLoss` — detector-aware, KD (Carlini & Wagner 2017, "not easily detected"): minimise
-  ``−log KDE_t(h)``, the Gaussian-kernel density of the target class's training features.
-* :class:`MahalanobisLoss` — detector-aware, MAHA: minimise the Mahalanobis distance to the
-  target class mean under a tied Ledoit–Wolf covariance, ``‖(h − μ_t) L‖² / C`` per layer.
+  ``−log KDE_t(h)``, the Gaussian-kernel density of the target class's training features: the
+  :class:`~hfc_edu.detectors.KD` detector's score under the target class
+  (:func:`~hfc_edu.detectors.gaussian_kde_log_density`).
+* :class:`MahalanobisLoss` — detector-aware, MAHA (Lee et al. 2018): minimise the squared
+  Mahalanobis distance to the target class mean under the tied covariance, ``d²(h, μ_t) / C`` per
+  layer: the :class:`~hfc_edu.detectors.MAHA` detector's
+  :meth:`~hfc_edu.detectors.ClassGaussians.class_distances`.
 
-Each is a :class:`~hfc_edu.attacks.losses.Loss` with ``needs_features=True`` and a ``layers``
-list; add it to a targeted classification loss, e.g.
-``CrossEntropy(targeted=True) + c * KDLoss.from_features(feats, y, layer)``, or run
-:func:`hfc_edu.hfc.feature_attack`. ``y`` is always the attack's TARGET class. All terms are
-computed in float32 on the features' device from float64 statistics (in float64 when the
-features are float64).
+Build the detector-aware terms from a fitted detector (``KDLoss.from_detector(kd)``,
+``MahalanobisLoss.from_detector(maha)``, e.g. the ones a detection run fitted) or straight from
+clean training features (``from_features``, which fits the detector). Each is a
+:class:`~hfc_edu.attacks.losses.Loss` with ``needs_features=True`` and a ``layers`` list; add it to
+a targeted classification loss, e.g. ``CrossEntropy(targeted=True) + c * KDLoss.from_detector(kd)``,
+or run :func:`hfc_edu.hfc.feature_attack`. ``y`` is always the attack's TARGET class. Terms are
+computed on the features' device, in float64 for float64 features and float32 otherwise.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import torch
 
 from hfc_edu.attacks.losses import Features, Loss
+from hfc_edu.detectors import KD, MAHA, FeatureSet
+from hfc_edu.detectors.kd import gaussian_kde_log_density
 
 
 def _check_fit_inputs(
@@ -46,6 +52,17 @@ def _check_fit_inputs(
     return y
 
 
+def _check_every_class(classes: torch.Tensor, num_classes: int | None, what: str) -> int:
+    """The fitted ``classes`` must be exactly ``0 .. K-1`` (every target has statistics)."""
+    k = int(classes.numel()) if num_classes is None else num_classes
+    if classes.tolist() != list(range(k)):
+        raise ValueError(
+            f"{what} needs training features of every class in [0, {k}); the fitted classes "
+            f"are {classes.tolist()}."
+        )
+    return k
+
+
 def _class_means(f: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
     counts = torch.bincount(y, minlength=num_classes)
     if (counts == 0).any():
@@ -57,7 +74,7 @@ def _class_means(f: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Te
 
 
 class _FeatureTerm(Loss):
-    """Common parts: float32 per-device copies of float64 statistics, feature checks."""
+    """Common parts: per-device copies of float64 statistics, feature checks."""
 
     needs_features = True
     layers: list[str]
@@ -88,7 +105,7 @@ class _FeatureTerm(Loss):
 
 
 class FeatureMatchingLoss(_FeatureTerm):
-    """Stand-in baseline (a): ``Σ_l ‖h_l − μ_{l,t}‖² / C_l`` with class means ``μ_l (C, C_l)``.
+    """Baseline (a): ``Σ_l ‖h_l − μ_{l,t}‖² / C_l`` with class means ``μ_l (C, C_l)``.
 
     Build it with :meth:`from_features` (default layer: the last one, the penultimate feature).
     """
@@ -128,28 +145,37 @@ class FeatureMatchingLoss(_FeatureTerm):
 
 
 class MahalanobisLoss(_FeatureTerm):
-    """Stand-in detector-aware baseline (MAHA): ``Σ_l ‖(h_l − μ_{l,t}) L_l‖² / C_l``.
+    """Detector-aware baseline (MAHA): ``Σ_l d²_l(h_l, μ_{l,t}) / C_l``.
 
-    ``L_l (C_l, C_l)`` is a Cholesky factor of the tied precision (``Σ_l⁻¹ = L_l L_lᵀ``), from a
-    Ledoit–Wolf covariance of the class-centred training features (:meth:`from_features`).
+    ``d²_l`` is the squared Mahalanobis distance under the tied covariance of a fitted
+    :class:`~hfc_edu.detectors.MAHA` detector (class means and Ledoit–Wolf covariance of the
+    class-centred training features, Lee et al. 2018):
+    :meth:`ClassGaussians.class_distances <hfc_edu.detectors.ClassGaussians.class_distances>`.
+
+    Args:
+        maha: a fitted MAHA detector, fitted on every class.
+        layers: the layers to sum over (default: every fitted layer).
     """
 
-    def __init__(
-        self,
-        class_means: Mapping[str, torch.Tensor],
-        precision_cholesky: Mapping[str, torch.Tensor],
-    ) -> None:
+    def __init__(self, maha: MAHA, layers: Sequence[str] | None = None) -> None:
         super().__init__()
-        if set(class_means) != set(precision_cholesky):
-            raise ValueError("class_means and precision_cholesky must name the same layers.")
-        self.means = {n: torch.as_tensor(m, dtype=torch.float64) for n, m in class_means.items()}
-        self.chol = {
-            n: torch.as_tensor(precision_cholesky[n], dtype=torch.float64) for n in self.means
-        }
-        for n, m in self.means.items():
-            if self.chol[n].shape != (m.shape[1], m.shape[1]):
-                raise ValueError(f"precision_cholesky[{n!r}] must be ({m.shape[1]}, {m.shape[1]}).")
-        self.layers = list(self.means)
+        if not isinstance(maha, MAHA) or not maha.is_fitted:
+            raise TypeError(
+                "MahalanobisLoss needs a fitted MAHA detector (MAHA().fit(features, y))."
+            )
+        fitted = list(maha.gaussians_)
+        self.layers = fitted if layers is None else list(layers)
+        missing = [n for n in self.layers if n not in fitted]
+        if missing or not self.layers:
+            raise ValueError(f"Layer(s) {missing or self.layers} not fitted; MAHA has {fitted}.")
+        self.gaussians = {n: maha.gaussians_[n] for n in self.layers}
+        for g in self.gaussians.values():
+            _check_every_class(g.classes, None, "MahalanobisLoss")
+
+    @classmethod
+    def from_detector(cls, maha: MAHA, layers: Sequence[str] | None = None) -> MahalanobisLoss:
+        """The term of a fitted :class:`~hfc_edu.detectors.MAHA` (e.g. a detection run's)."""
+        return cls(maha, layers)
 
     @classmethod
     def from_features(
@@ -159,65 +185,56 @@ class MahalanobisLoss(_FeatureTerm):
         num_classes: int,
         layers: Sequence[str] | None = None,
     ) -> MahalanobisLoss:
-        """Class means and a tied Ledoit–Wolf covariance per layer (default: every layer)."""
-        from sklearn.covariance import LedoitWolf
-
+        """Fit MAHA (Ledoit–Wolf) on clean training features ``name -> (N, C_l)`` and labels
+        ``y``; ``layers`` default: every layer."""
         layers = list(features) if layers is None else list(layers)
         y = _check_fit_inputs(features, y, layers)
-        means, chols = {}, {}
-        for n in layers:
-            f = features[n].double().cpu()
-            mu = _class_means(f, y, num_classes)
-            lw = LedoitWolf().fit((f - mu[y]).numpy())
-            prec = np.linalg.inv(lw.covariance_)  # well conditioned after shrinkage
-            means[n] = mu
-            chols[n] = torch.linalg.cholesky(torch.from_numpy((prec + prec.T) / 2))
-        return cls(means, chols)
+        _class_means(features[layers[0]], y, num_classes)  # every class present
+        maha = MAHA(layers=layers, shrinkage="ledoit_wolf").fit(FeatureSet(dict(features)), y)
+        return cls(maha)
 
     def __repr__(self) -> str:
         return f"MahalanobisLoss(layers={self.layers})"
 
     def __call__(self, logits, y, features):
         total = 0
-        for n in self.layers:
-            h = self._feature(features, n, self.means[n].shape[1], y.shape[0])
-            mu = self._on(n, self.means[n], h)
-            chol = self._on(n + "/chol", self.chol[n], h)
-            total = total + ((h - mu[y]) @ chol).square().sum(1) / mu.shape[1]
+        for n, g in self.gaussians.items():
+            dim = g.means.shape[1]
+            h = self._feature(features, n, dim, y.shape[0])
+            total = total + g.class_distances(h, y) / dim
         return total
 
 
 class KDLoss(_FeatureTerm):
-    """Stand-in detector-aware baseline (KD): ``−log KDE_t(h)`` at one layer.
+    """Detector-aware baseline (KD): ``−log KDE_t(h)`` at one layer.
 
     ``KDE_t(h) = (1/n_t) Σ_{i: y_i = t} N(h; f_i, σ² I)`` over the target class's training
-    features ``f_i`` (Gaussian kernel, ``bandwidth`` σ; 1.0 is scikit-learn's default used by the
-    official code). Distances are exact (no ``‖a‖² + ‖b‖² − 2ab`` cancellation).
+    features ``f_i`` of a fitted :class:`~hfc_edu.detectors.KD` detector, with its bandwidth σ
+    (1.0 by default: scikit-learn's, used by the official code): the detector's score had the
+    classifier predicted the target.
+
+    Args:
+        kd: a fitted KD detector, fitted on every class.
+        layer: one of its fitted layers (default: the last, penultimate one).
     """
 
-    def __init__(
-        self,
-        train_features: torch.Tensor,
-        train_labels: torch.Tensor,
-        layer: str,
-        num_classes: int,
-        bandwidth: float = 1.0,
-    ) -> None:
+    def __init__(self, kd: KD, layer: str | None = None) -> None:
         super().__init__()
-        f = torch.as_tensor(train_features, dtype=torch.float64)
-        lab = torch.as_tensor(train_labels).long().cpu()
-        if f.ndim != 2 or lab.shape != (f.shape[0],):
-            raise ValueError("train_features must be (M, D) and train_labels (M,).")
-        if not bandwidth > 0:
-            raise ValueError(f"bandwidth must be > 0, got {bandwidth}.")
-        counts = torch.bincount(lab, minlength=num_classes)
-        if len(counts) > num_classes or (counts == 0).any():
-            raise ValueError(
-                f"Every class in [0, {num_classes}) needs training features: {counts.tolist()}."
-            )
-        self.features, self.labels, self.bandwidth = f, lab, float(bandwidth)
-        self.log_counts = counts.double().log()
+        if not isinstance(kd, KD) or not kd.is_fitted:
+            raise TypeError("KDLoss needs a fitted KD detector (KD().fit(features, y)).")
+        fitted = list(kd.data_)
+        layer = fitted[-1] if layer is None else layer
+        if layer not in fitted:
+            raise ValueError(f"Layer {layer!r} not fitted; KD has {fitted}.")
+        self.num_classes = _check_every_class(kd.classes_, None, "KDLoss")
+        self.class_features = kd.data_[layer]  # {class: (n_c, D) float64}
+        self.bandwidth = kd.bandwidths_[layer]
         self.layers = [layer]
+
+    @classmethod
+    def from_detector(cls, kd: KD, layer: str | None = None) -> KDLoss:
+        """The term of a fitted :class:`~hfc_edu.detectors.KD` (e.g. a detection run's)."""
+        return cls(kd, layer)
 
     @classmethod
     def from_features(
@@ -228,29 +245,35 @@ class KDLoss(_FeatureTerm):
         layer: str | None = None,
         bandwidth: float = 1.0,
     ) -> KDLoss:
-        """From clean training features ``name -> (N, C_l)``; ``layer`` default: the last one."""
+        """Fit KD on clean training features ``name -> (N, C_l)`` and labels ``y`` at ``layer``
+        (default: the last one)."""
         layer = list(features)[-1] if layer is None else layer
         y = _check_fit_inputs(features, y, [layer])
-        return cls(features[layer], y, layer, num_classes, bandwidth)
+        kd = KD(bandwidth=bandwidth, layers=[layer]).fit(FeatureSet({layer: features[layer]}), y)
+        _check_every_class(kd.classes_, num_classes, "KDLoss")
+        return cls(kd, layer)
 
     def __repr__(self) -> str:
         return f"KDLoss(layer={self.layers[0]!r}, bandwidth={self.bandwidth:g})"
 
     def log_density(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``log KDE_y(h)`` for ``h (N, D)`` and classes ``y (N,)``; differentiable in h."""
+        """``log KDE_y(h)`` for ``h (N, D)`` and classes ``y (N,)``; differentiable in h.
+
+        Every class's density is evaluated for every row and the row's class picked (no host
+        sync; the same cost as one pass over all training features)."""
         h = h if h.dtype == torch.float64 else h.float()
-        f = self._on("f", self.features, h)
-        lab = self._on("labels", self.labels, h)
-        logn = self._on("logn", self.log_counts, h)
-        d2 = torch.cdist(h, f, compute_mode="donot_use_mm_for_euclid_dist").square()
-        logk = (-0.5 / self.bandwidth**2) * d2
-        logk = logk.masked_fill(lab[None, :] != y[:, None], float("-inf"))
-        d = f.shape[1]
-        const = 0.5 * d * math.log(2 * math.pi * self.bandwidth**2)
-        return torch.logsumexp(logk, dim=1) - logn[y] - const
+        per_class = torch.stack(
+            [
+                gaussian_kde_log_density(h, self._on(f"class{c}", f, h), self.bandwidth)
+                for c, f in self.class_features.items()
+            ],
+            1,
+        )  # (N, K), columns in class order 0 .. K-1
+        return per_class.gather(1, y.to(h.device).long()[:, None])[:, 0]
 
     def __call__(self, logits, y, features):
-        h = self._feature(features, self.layers[0], self.features.shape[1], y.shape[0])
+        dim = next(iter(self.class_features.values())).shape[1]
+        h = self._feature(features, self.layers[0], dim, y.shape[0])
         return -self.log_density(h, y)
 
 
