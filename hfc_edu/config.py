@@ -106,8 +106,16 @@ class Config:
         return d
 
 
-def get_profile(name: str | None = None) -> Profile:
-    """The profile named ``name``, else ``$HFC_EDU_PROFILE``, else ``book``."""
+_active: Profile | None = None  # set by setup()
+
+
+def get_profile(name: str | Profile | None = None) -> Profile:
+    """The profile named ``name``; else the one :func:`setup` chose; else ``$HFC_EDU_PROFILE``;
+    else ``book``. A :class:`Profile` is returned as it is."""
+    if isinstance(name, Profile):
+        return name
+    if name is None and _active is not None:
+        return _active
     name = (name or os.environ.get(PROFILE_ENV) or "book").strip().lower()
     if name not in PROFILES:
         raise ValueError(
@@ -146,7 +154,10 @@ def setup(
     ``seed`` (with a warning): it exists to measure the chapters' variation between seeds.
     Returns a :class:`Config`.
     """
+    global _active
+    _active = None  # the argument, else $HFC_EDU_PROFILE, decides afresh
     prof = get_profile(profile)
+    _active = prof
     override = os.environ.get(SEED_ENV)
     if override:
         try:
