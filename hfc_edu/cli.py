@@ -66,7 +66,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
     for name, info in TASKS.items():
         if args.load:
             try:
-                print(f"  {name:16s} {load_task(name)!r}")
+                print(f"  {name:16s} {load_task(name, download=False)!r}")
             except Exception as err:  # report and go on: this is an inventory
                 print(f"  {name:16s} unavailable: {err}")
             continue
@@ -109,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "data", help="list the tasks (sizes in px, the default in brackets) and the data root"
     )
-    d.add_argument("--load", action="store_true", help="load each task and show its size")
+    d.add_argument(
+        "--load",
+        action="store_true",
+        help="load each task found in the data root (no downloads) and show its size",
+    )
     d.add_argument("--verbose", action="store_true", help="show sources and licences")
     d.set_defaults(func=_cmd_data)
     return p

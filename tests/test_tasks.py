@@ -90,3 +90,18 @@ def test_registry_holds_the_book_tasks_and_every_medmnist_flag():
     assert set(MEDMNIST) <= set(TASKS.names())
     assert TASKS.get("chest_xray").default_size == 128 and TASKS.get("fundus").default_size == 28
     assert {m["task"] for m in BOOK_MODELS} <= set(TASKS.names())
+
+
+def test_cli_data_lists_every_registered_task(toy_task, tmp_path, monkeypatch, capsys):
+    from hfc_edu.cli import main
+
+    monkeypatch.setenv("HFC_EDU_DATA", str(tmp_path))
+    assert main(["data", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines()[1:] if not line.startswith(" " * 8)}
+    assert list(lines) == TASKS.names()
+    assert "28 64 [128] 224" in lines["chest_xray"] and "12 [16]" in lines["toy"]
+    assert "licence: CC0" in out and "training overrides: {'epochs': 1, 'batch_size': 16}" in out
+    assert main(["data", "--load"]) == 0  # nothing in this data root, no download: all listed
+    out = capsys.readouterr().out
+    assert "toy              ImageDataset('toy_16'" in out and "fundus           unavailable" in out
