@@ -75,6 +75,12 @@ class FeatureExtractor(nn.Module):
             raise ValueError("No layers selected.")
         self._layers: list[FeatureLayer] = chosen
         modules = dict(model.named_modules())
+        absent = [f.name for f in chosen if f.module not in modules]
+        if absent:
+            raise ValueError(
+                f"{type(model).__name__}.feature_layers() declares {absent} at modules it does "
+                "not have; fix the declaration (FeatureLayer.module is a name in named_modules())."
+            )
         self._modules_by_name = {f.module: modules[f.module] for f in chosen}
         self._names_by_call: dict[str, dict[int, str]] = {}
         for f in chosen:

@@ -126,3 +126,16 @@ def test_blocks_are_the_layers_not_inside_a_block():
     assert len(fx.layer_names) == 1 + 16 and all(
         n == "stem" or n.endswith(".out") for n in fx.layer_names
     )
+
+
+def test_a_wrong_declaration_is_a_clear_error():
+    from hfc_edu.models.zoo import FeatureLayer
+
+    class Declares(_TwoStage):
+        def feature_layers(self):
+            return [FeatureLayer("a", "conv1", 0, 3), FeatureLayer("b", "block9", 0, 5)]
+
+    with pytest.raises(ValueError, match=r"declares \['b'\] at modules it does not have"):
+        FeatureExtractor(Declares())
+    fx = FeatureExtractor(Declares(), layers=["a"])
+    assert fx.channels == {"a": 3} and fx(torch.rand(1, 1, 4, 4, 4))[1]["a"].shape == (1, 3)
