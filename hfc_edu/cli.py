@@ -16,7 +16,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from hfc_edu.models.pretrained import default_train_config
 
     cfg = hfc_edu.setup(seed=args.seed, profile=args.profile, device=args.device)
-    tcfg = default_train_config(cfg.profile, args.seed)
+    tcfg = default_train_config(cfg.profile, args.seed, args.task)
     if args.epochs:
         tcfg = replace(tcfg, epochs=args.epochs)
     print(
@@ -63,14 +63,19 @@ def _cmd_data(args: argparse.Namespace) -> int:
     from hfc_edu.data import TASKS, data_root, load_task
 
     print(f"data root: {data_root()}")
-    for name, desc in TASKS.items():
+    for name, info in TASKS.items():
         if args.load:
             try:
-                print(f"  {name:16s} {load_task(name)!r}")
+                print(f"  {name:16s} {load_task(name, download=False)!r}")
             except Exception as err:  # report and go on: this is an inventory
                 print(f"  {name:16s} unavailable: {err}")
-        else:
-            print(f"  {name:16s} {desc}")
+            continue
+        sizes = " ".join(f"[{s}]" if s == info.default_size else str(s) for s in info.sizes)
+        print(f"  {name:16s} {sizes:18s} {info.description}")
+        if args.verbose:
+            print(f"  {'':16s} {'':18s} source: {info.source}; licence: {info.licence}")
+            if info.train_overrides:
+                print(f"  {'':16s} {'':18s} training overrides: {dict(info.train_overrides)}")
     return 0
 
 
@@ -101,8 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--jobs", type=int, default=1, help="train in this many processes")
     pr.set_defaults(func=_cmd_prepare)
 
-    d = sub.add_parser("data", help="list the tasks and the data root")
-    d.add_argument("--load", action="store_true", help="load each task and show its size")
+    d = sub.add_parser(
+        "data", help="list the tasks (sizes in px, the default in brackets) and the data root"
+    )
+    d.add_argument(
+        "--load",
+        action="store_true",
+        help="load each task found in the data root (no downloads) and show its size",
+    )
+    d.add_argument("--verbose", action="store_true", help="show sources and licences")
     d.set_defaults(func=_cmd_data)
     return p
 

@@ -14,7 +14,8 @@ order from shallow to deep:
 * ``layerL.B.out``: the block output, after the residual addition and its ReLU.
 
 The last block output, global-average pooled, is the penultimate feature that the linear head
-reads (:attr:`FeatureExtractor.penultimate`).
+reads (:attr:`FeatureExtractor.penultimate`). A model that declares no layers works too, with
+``layers`` given as module names: ``FeatureExtractor(net, layers=["features.3", "features.7"])``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from hfc_edu.models.zoo import FeatureLayer
 from hfc_edu.modes import eval_mode
 
 
@@ -38,15 +40,18 @@ class FeatureExtractor(nn.Module):
 
     Args:
         model: a model that declares ``feature_layers()`` (the zoo's
-            :class:`~hfc_edu.models.Classifier`), or any module together with ``layers`` given as
-            module names (each module's output is taken once per forward).
-        layers: ``None`` or ``"relu"`` for every declared layer, ``"blocks"`` for the stem and
-            the block outputs only, or a list of feature names (declaring models) or module
-            names (other models).
+            :class:`~hfc_edu.models.Classifier`, a list of
+            :class:`~hfc_edu.models.zoo.FeatureLayer`), or any module together with ``layers``
+            given as module names (names in ``model.named_modules()``; each module's output at
+            its first call in the forward pass is the feature).
+        layers: ``None`` or ``"relu"`` for every declared layer, ``"blocks"`` for the declared
+            layers that are not inside a block (the stem and the block outputs), or a list of
+            feature names (declaring models) or module names (other models).
         pool: ``"gap"`` returns ``(N, C)`` per layer; ``None`` returns the raw maps
             ``(N, C, H, W)`` or ``(N, C, D, H, W)``.
 
-    Returns from ``forward``: logits ``(N, K)`` and an ordered ``dict`` name -> tensor.
+    Returns from ``forward``: logits ``(N, K)`` and an ordered ``dict`` name -> tensor, shallow to
+    deep in the order of ``layers``.
     """
 
     def __init__(
@@ -60,68 +65,50 @@ class FeatureExtractor(nn.Module):
             raise ValueError(f"pool must be 'gap' or None, got {pool!r}.")
         self.model = model
         self.pool = pool
-        modules = dict(model.named_modules())
         declared = getattr(model, "feature_layers", None)
-        if callable(declared):
-            layer_list = declared()
-            available = [(f.name, f.module, f.call) for f in layer_list]
-            self._declared_channels = {f.name: f.channels for f in layer_list}
-            if layers is None or layers == "relu":
-                chosen = available
-            elif layers == "blocks":
-                chosen = [t for t in available if t[0] == "stem" or t[0].endswith(".out")]
-            elif isinstance(layers, str):
-                raise ValueError(
-                    f"layers must be None, 'relu', 'blocks' or a list of names, got {layers!r}."
-                )
-            else:
-                by_name = {t[0]: t for t in available}
-                unknown = [n for n in layers if n not in by_name]
-                if unknown:
-                    raise ValueError(
-                        f"Unknown layer name(s) {unknown}. Available layers: {list(by_name)}."
-                    )
-                chosen = [by_name[n] for n in layers]
-        else:
-            self._declared_channels = None
-            if layers is None or isinstance(layers, str):
-                raise ValueError(
-                    f"{type(model).__name__} does not declare feature_layers(): pass `layers` as a "
-                    "list of module names, e.g. "
-                    f"{[n for n, m in model.named_modules() if isinstance(m, nn.ReLU)][:4]}."
-                )
-            unknown = [n for n in layers if n not in modules]
-            if unknown:
-                raise ValueError(f"Unknown module name(s) {unknown} in {type(model).__name__}.")
-            chosen = [(n, n, 0) for n in layers]
+        chosen = (
+            _choose_declared(declared(), layers)
+            if callable(declared)
+            else _choose_modules(model, layers)
+        )
         if not chosen:
             raise ValueError("No layers selected.")
-        self._specs = chosen
-        self._modules_by_name = {m: modules[m] for _, m, _ in chosen}
+        self._layers: list[FeatureLayer] = chosen
+        modules = dict(model.named_modules())
+        absent = [f.name for f in chosen if f.module not in modules]
+        if absent:
+            raise ValueError(
+                f"{type(model).__name__}.feature_layers() declares {absent} at modules it does "
+                "not have; fix the declaration (FeatureLayer.module is a name in named_modules())."
+            )
+        self._modules_by_name = {f.module: modules[f.module] for f in chosen}
         self._names_by_call: dict[str, dict[int, str]] = {}
-        for name, mod, k in chosen:
-            self._names_by_call.setdefault(mod, {})[k] = name
-        self._channels: dict[str, int] | None = None
+        for f in chosen:
+            self._names_by_call.setdefault(f.module, {})[f.call] = f.name
+        self._channels: dict[str, int] | None = (
+            {f.name: f.channels for f in chosen} if callable(declared) else None
+        )
 
     @property
     def layer_names(self) -> list[str]:
         """Feature names, shallow to deep."""
-        return [n for n, _, _ in self._specs]
+        return [f.name for f in self._layers]
 
     @property
     def penultimate(self) -> str:
         """Name of the deepest chosen layer (for zoo models with default layers: the head's input)."""
-        return self._specs[-1][0]
+        return self._layers[-1].name
 
     @property
     def channels(self) -> dict[str, int]:
-        """Channel count per layer (known after the first forward for models that do not
-        declare ``feature_layers()``)."""
+        """Channel count per layer (for models that do not declare ``feature_layers()``: known
+        after the first forward pass)."""
         if self._channels is None:
-            if self._declared_channels is None:
-                raise RuntimeError("Channel counts are known after the first forward pass.")
-            self._channels = {n: self._declared_channels[n] for n in self.layer_names}
-        return self._channels
+            raise RuntimeError(
+                f"{type(self.model).__name__} declares no feature layers: channel counts are "
+                "known after the first forward pass."
+            )
+        return dict(self._channels)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         feats: dict[str, torch.Tensor] = {}
@@ -168,3 +155,41 @@ class FeatureExtractor(nn.Module):
                 for n, t in fe.items():
                     feats[n].append(t.float().cpu())
         return torch.cat(logits), {n: torch.cat(v) for n, v in feats.items()}
+
+
+def _choose_declared(
+    available: Sequence[FeatureLayer], layers: str | Sequence[str] | None
+) -> list[FeatureLayer]:
+    """The declared layers that ``layers`` selects, in the order asked for."""
+    if layers is None or layers == "relu":
+        return list(available)
+    if layers == "blocks":
+        return [f for f in available if not f.inner]
+    if isinstance(layers, str):
+        raise ValueError(
+            f"layers must be None, 'relu', 'blocks' or a list of names, got {layers!r}."
+        )
+    by_name = {f.name: f for f in available}
+    unknown = [n for n in layers if n not in by_name]
+    if unknown:
+        raise ValueError(f"Unknown layer name(s) {unknown}. Available layers: {list(by_name)}.")
+    return [by_name[n] for n in layers]
+
+
+def _choose_modules(model: nn.Module, layers: str | Sequence[str] | None) -> list[FeatureLayer]:
+    """Features at the outputs of the modules named in ``layers`` (a model without
+    ``feature_layers()``); channels are filled in after the first forward pass."""
+    modules = dict(model.named_modules())
+    if layers is None or isinstance(layers, str):
+        relus = [n for n, m in modules.items() if isinstance(m, nn.ReLU | nn.ReLU6 | nn.GELU)]
+        raise ValueError(
+            f"{type(model).__name__} does not declare feature_layers(): pass `layers` as a list "
+            f"of module names, e.g. {relus[:4] or list(modules)[1:5]}."
+        )
+    unknown = [n for n in layers if n not in modules or n == ""]
+    if unknown:
+        raise ValueError(
+            f"Unknown module name(s) {unknown} in {type(model).__name__}; its modules: "
+            f"{list(modules)[1:]}."
+        )
+    return [FeatureLayer(n, n, 0, 0) for n in layers]

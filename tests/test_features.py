@@ -69,9 +69,73 @@ def test_unknown_layer_and_generic_model():
     model = build_model("compact_resnet", 1, 2, image_size=16)
     with pytest.raises(ValueError, match="Available layers"):
         FeatureExtractor(model, layers=["layer9.0.out"])
+    with pytest.raises(ValueError, match="'relu', 'blocks' or a list"):
+        FeatureExtractor(model, layers="all")
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
-    with pytest.raises(ValueError, match="module names"):
+    with pytest.raises(ValueError, match=r"module names, e.g. \['1'\]"):
         FeatureExtractor(net)
     fx = FeatureExtractor(net, layers=["1"])
     _, feats = fx(torch.rand(2, 1, 8, 8))
     assert feats["1"].shape == (2, 4) and fx.channels == {"1": 4}
+
+
+class _TwoStage(nn.Module):
+    """A model that declares no feature layers; ``act`` runs twice per forward (shared ReLU)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(1, 3, 3, padding=1)
+        self.conv2 = nn.Conv3d(3, 5, 3, padding=1)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x):
+        h = self.act(self.conv2(self.act(self.conv1(x))))
+        return self.fc(h.mean((2, 3, 4)))
+
+
+def test_model_without_declared_layers_takes_module_names():
+    net = _TwoStage().eval()
+    fx = FeatureExtractor(net, layers=["conv2", "conv1", "act"])
+    assert fx.layer_names == ["conv2", "conv1", "act"] and fx.penultimate == "act"
+    with pytest.raises(RuntimeError, match="known after the first forward pass"):
+        _ = fx.channels
+    x = torch.rand(2, 1, 4, 4, 4)
+    logits, feats = fx(x)
+    assert list(feats) == ["conv2", "conv1", "act"]  # in the order asked for
+    assert fx.channels == {"conv2": 5, "conv1": 3, "act": 3}  # a module's first call
+    assert torch.allclose(feats["conv1"], net.conv1(x).mean((2, 3, 4)))
+    assert torch.allclose(logits, net(x))
+    raw = FeatureExtractor(net, layers=["conv2"], pool=None)(x)[1]["conv2"]
+    assert raw.shape == (2, 5, 4, 4, 4)
+    lo, fe = fx.extract(torch.rand(5, 1, 4, 4, 4), batch_size=2)
+    assert lo.shape == (5, 2) and fe["conv2"].shape == (5, 5)
+    with pytest.raises(ValueError, match=r"Unknown module name\(s\) \['conv3'\] in _TwoStage"):
+        FeatureExtractor(net, layers=["conv3"])
+    with pytest.raises(ValueError, match="does not declare feature_layers"):
+        FeatureExtractor(net, layers="blocks")
+    with pytest.raises(ValueError, match="pool must be 'gap' or None"):
+        FeatureExtractor(net, layers=["act"], pool="max")
+
+
+def test_blocks_are_the_layers_not_inside_a_block():
+    model = build_model("resnet50", 3, 2, image_size=224)
+    declared = model.feature_layers()
+    fx = FeatureExtractor(model, layers="blocks")
+    assert fx.layer_names == [f.name for f in declared if not f.inner]
+    assert len(fx.layer_names) == 1 + 16 and all(
+        n == "stem" or n.endswith(".out") for n in fx.layer_names
+    )
+
+
+def test_a_wrong_declaration_is_a_clear_error():
+    from hfc_edu.models.zoo import FeatureLayer
+
+    class Declares(_TwoStage):
+        def feature_layers(self):
+            return [FeatureLayer("a", "conv1", 0, 3), FeatureLayer("b", "block9", 0, 5)]
+
+    with pytest.raises(ValueError, match=r"declares \['b'\] at modules it does not have"):
+        FeatureExtractor(Declares())
+    fx = FeatureExtractor(Declares(), layers=["a"])
+    assert fx.channels == {"a": 3} and fx(torch.rand(1, 1, 4, 4, 4))[1]["a"].shape == (1, 3)

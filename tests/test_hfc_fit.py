@@ -99,7 +99,13 @@ def test_corrupt_cache_is_an_error(setup2d, tmp_path):
     assert fit_class_gmms(model, x, y, cache=tmp_path, **FAST).num_classes == 2
     # an npz that is not a GMM file
     np.savez(path, meta=np.array("{}"))
-    with pytest.raises(CorruptCacheError, match="Not a valid GMM file"):
+    with pytest.raises(CorruptCacheError, match="not a valid GMM file") as err:
+        fit_class_gmms(model, x, y, cache=tmp_path, **FAST)
+    assert str(path) in str(err.value) and "refit=True" in str(err.value)
+    # a valid GMM file under another key's name
+    other = fit_class_gmms(model, x, y, cache=False, **{**FAST, "random_state": 5})
+    other.save(path)
+    with pytest.raises(CorruptCacheError, match="holds the GMMs of another key"):
         fit_class_gmms(model, x, y, cache=tmp_path, **FAST)
 
 
@@ -176,5 +182,3 @@ def test_bad_input(setup2d, tmp_path):
         HFCLoss(gmms)(None, y[:2], {"stem": torch.zeros(2, 8)})
     with pytest.raises(ValueError, match="no GMMs for layer|No GMMs for layer"):
         gmms.layer("layer3.0.out")
-    with pytest.raises(ValueError, match=r"cls must be in \[0, 2\)"):
-        gmms.gmm("stem", 2)

@@ -7,9 +7,12 @@ import time
 import pytest
 import torch
 
+from hfc_edu.cache import CorruptCacheError
+from hfc_edu.config import get_profile
 from hfc_edu.data.dataset import ImageDataset
 from hfc_edu.models import Normalize, TrainConfig, build_model, get_classifier, train_classifier
-from hfc_edu.models.checkpoints import CorruptCheckpointError, load_checkpoint
+from hfc_edu.models.checkpoints import load_checkpoint
+from hfc_edu.models.pretrained import default_train_config
 from tests.conftest import requires_data
 
 
@@ -96,10 +99,36 @@ def test_checkpoint_cache_roundtrip_and_corrupt_file(tmp_path, monkeypatch):
     assert other.path != a.path  # the training config is part of the key
     with open(a.path, "wb") as f:
         f.write(b"garbage")
-    with pytest.raises(CorruptCheckpointError, match="Delete the file"):
+    with pytest.raises(CorruptCacheError, match="Delete the file, or pass retrain=True") as err:
         get_classifier(data, train_config=cfg, progress=False)
-    with pytest.raises(CorruptCheckpointError):
+    assert a.path in str(err.value)
+    with pytest.raises(CorruptCacheError):
         load_checkpoint(tmp_path / "nope.pt")
+    torch.save({"state_dict": {}}, a.path)  # readable, but not an hfc_edu model
+    with pytest.raises(CorruptCacheError, match="does not hold an hfc_edu model"):
+        load_checkpoint(a.path)
+    retrained = get_classifier(data, train_config=cfg, retrain=True, progress=False)
+    assert not retrained.from_cache and get_classifier(data, train_config=cfg).from_cache
+
+
+def test_get_classifier_argument_errors_and_train_false(tmp_path, monkeypatch):
+    monkeypatch.setenv("HFC_EDU_CACHE", str(tmp_path))
+    data = _toy()
+    with pytest.raises(ValueError, match="size=28 applies to a task name"):
+        get_classifier(data, size=28)
+    with pytest.raises(ValueError, match="contradict"):
+        get_classifier(data, retrain=True, train=False)
+    with pytest.raises(FileNotFoundError, match="No cached checkpoint for toy"):
+        get_classifier(data, train_config=TrainConfig(epochs=1), train=False)
+    assert not list((tmp_path / "checkpoints").iterdir())
+
+
+def test_default_train_config_is_the_profiles_without_a_task():
+    prof = get_profile("book")
+    cfg = default_train_config(prof, seed=3)
+    assert (cfg.epochs, cfg.batch_size, cfg.seed) == (prof.epochs, prof.batch_size, 3)
+    assert default_train_config(prof, 3, "chest_xray") == cfg  # no overrides registered
+    assert default_train_config(prof, 3, _toy()) == cfg  # a dataset of no registered task
 
 
 @requires_data

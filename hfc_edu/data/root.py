@@ -1,26 +1,18 @@
-"""Where data and caches live: ``$HFC_EDU_DATA`` / ``$HFC_EDU_CACHE``, else the user cache directory."""
+"""Where data files live: ``$HFC_EDU_DATA``, else ``<cache root>/data``."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from platformdirs import user_cache_dir
+from hfc_edu.cache import cache_root
 
 DATA_ENV = "HFC_EDU_DATA"
-CACHE_ENV = "HFC_EDU_CACHE"
-
-
-def cache_root() -> Path:
-    """Root for downloads and caches (checkpoints, GMMs): ``$HFC_EDU_CACHE`` or the user cache dir."""
-    env = os.environ.get(CACHE_ENV)
-    path = Path(env).expanduser() if env else Path(user_cache_dir("hfc_edu"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def data_root() -> Path:
-    """Data root: ``$HFC_EDU_DATA`` if set (CI points it at ``../shared/data``), else ``cache_root()/data``."""
+    """Data root: ``$HFC_EDU_DATA`` if set (CI points it at ``../shared/data``), else
+    ``cache_root()/data`` (see :func:`hfc_edu.cache.cache_root`)."""
     env = os.environ.get(DATA_ENV)
     if env:
         path = Path(env).expanduser()
@@ -31,12 +23,5 @@ def data_root() -> Path:
             )
         return path
     path = cache_root() / "data"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def cache_dir(name: str) -> Path:
-    """A named sub-directory of :func:`cache_root` (created)."""
-    path = cache_root() / name
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -8,9 +8,9 @@
 * :mod:`~hfc_edu.hfc.baselines` — stand-ins for the papers' adaptive attacks.
 """
 
+from hfc_edu.cache import CorruptCacheError, model_fingerprint, tensor_fingerprint
 from hfc_edu.hfc.attack import BASES, feature_attack, hfc_attack
 from hfc_edu.hfc.baselines import FeatureMatchingLoss, KDLoss, MahalanobisLoss
-from hfc_edu.hfc.cache import CorruptCacheError, model_fingerprint, tensor_fingerprint
 from hfc_edu.hfc.class_gmms import (
     DEFAULT_MAX_CHANNELS,
     ClassConditionalGMMs,

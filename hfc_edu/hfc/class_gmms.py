@@ -24,15 +24,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from hfc_edu.features import FeatureExtractor
-from hfc_edu.hfc.cache import (
+from hfc_edu.cache import (
     CorruptCacheError,
-    load_npz,
+    cache_dir,
     model_fingerprint,
-    save_npz_atomic,
+    read_npz,
     settings_key,
     tensor_fingerprint,
+    write_npz,
 )
+from hfc_edu.features import FeatureExtractor
 from hfc_edu.hfc.gmm import TorchGMM, fit_sklearn_gmm
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class ClassConditionalGMMs(nn.Module):
         layer_names: constrained layers, shallow to deep.
         channels: ``name -> D_l``.
         num_classes, n_components: ``C`` and ``K``.
-        fingerprint: :func:`~hfc_edu.hfc.cache.model_fingerprint` of the model whose features
+        fingerprint: :func:`~hfc_edu.cache.model_fingerprint` of the model whose features
             were fitted (checked by :meth:`check_model`).
         settings: the fitting settings (estimator, K, seed, data fingerprint, ...).
     """
@@ -95,12 +96,6 @@ class ClassConditionalGMMs(nn.Module):
             raise ValueError(
                 f"No GMMs for layer {name!r}; these GMMs cover {self.layer_names}."
             ) from None
-
-    def gmm(self, layer: str, cls: int) -> TorchGMM:
-        """The mixture of class ``cls`` at layer ``layer`` (means ``(K, D)``)."""
-        if not 0 <= cls < self.num_classes:
-            raise ValueError(f"cls must be in [0, {self.num_classes}), got {cls}.")
-        return self.layer(layer)[cls]
 
     def packed(
         self, name: str, device: torch.device, dtype: torch.dtype
@@ -185,7 +180,7 @@ class ClassConditionalGMMs(nn.Module):
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ClassConditionalGMMs:
-        """Inverse of :meth:`to_arrays`; raises :class:`CorruptCacheError` on missing parts."""
+        """Inverse of :meth:`to_arrays`; a ``ValueError`` names what is missing or wrong."""
         try:
             meta = json.loads(str(arrays["meta"]))
             if meta.get("format") != _FORMAT:
@@ -205,21 +200,21 @@ class ClassConditionalGMMs(nn.Module):
             }
             return cls(layers, meta["fingerprint"], meta["settings"])
         except (KeyError, ValueError, TypeError, json.JSONDecodeError) as err:
-            raise CorruptCacheError(f"Not a valid GMM file ({type(err).__name__}: {err}).") from err
+            raise ValueError(f"not a valid GMM file ({type(err).__name__}: {err})") from err
 
     def save(self, path: str | Path) -> None:
-        """Atomic ``.npz`` write."""
-        save_npz_atomic(Path(path), self.to_arrays())
+        """Atomic ``.npz`` write (:func:`hfc_edu.cache.write_npz`)."""
+        write_npz(Path(path), self.to_arrays())
 
     @classmethod
     def load(cls, path: str | Path) -> ClassConditionalGMMs:
-        path = Path(path)
+        """Read a file written by :meth:`save`; :class:`~hfc_edu.cache.CorruptCacheError` if it
+        cannot be read or holds no GMMs."""
+        arrays = read_npz(path, "GMMs", "refit=True")
         try:
-            return cls.from_arrays(load_npz(path))
-        except CorruptCacheError as err:
-            raise CorruptCacheError(
-                f"{err} File: {path}. Delete it, or pass refit=True to fit again and overwrite it."
-            ) from err
+            return cls.from_arrays(arrays)
+        except ValueError as err:
+            raise CorruptCacheError.for_file(path, "GMMs", str(err), "refit=True") from err
 
 
 # -- fitting ------------------------------------------------------------------------------
@@ -329,12 +324,6 @@ def _fit_all(
     return layers
 
 
-def _default_cache_dir() -> Path:
-    from hfc_edu.data.root import cache_dir
-
-    return cache_dir("gmm")
-
-
 def fit_class_gmms(
     model: nn.Module,
     x: torch.Tensor,
@@ -376,7 +365,7 @@ def fit_class_gmms(
 
     The cache key hashes the model's ``state_dict``, ``x``, ``y``, the layers and the settings;
     the file is written atomically and read with ``allow_pickle=False``. A corrupt cache file
-    raises :class:`~hfc_edu.hfc.cache.CorruptCacheError` (a ``ValueError``) naming the file;
+    raises :class:`~hfc_edu.cache.CorruptCacheError` (a ``ValueError``) naming the file;
     nothing is silently refitted.
     """
     if isinstance(model, FeatureExtractor):
@@ -413,17 +402,16 @@ def fit_class_gmms(
         random_state=random_state,
     )
     data_fp = tensor_fingerprint(x, y.long())
-    key = settings_key(fingerprint, data_fp, names, max_channels, est_settings)
+    key = settings_key([fingerprint, data_fp, names, max_channels, est_settings])
     path: Path | None = None
     if cache is not False:
-        root = _default_cache_dir() if cache is True else Path(cache)
+        root = cache_dir("gmm") if cache is True else Path(cache)
         path = root / f"gmm_{key}.npz"
         if path.exists() and not refit:
             gmms = ClassConditionalGMMs.load(path)
             if gmms.settings.get("cache_key") != key or gmms.fingerprint != fingerprint:
-                raise CorruptCacheError(
-                    f"The GMM cache file {path} does not hold the GMMs for its key. Delete it, "
-                    "or pass refit=True."
+                raise CorruptCacheError.for_file(
+                    path, "GMMs", "it holds the GMMs of another key", "refit=True"
                 )
             log.info("Loaded GMMs from %s.", path)
             return gmms

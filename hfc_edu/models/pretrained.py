@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 
 from hfc_edu.config import Profile, get_profile
 from hfc_edu.data.dataset import ImageDataset
-from hfc_edu.data.loaders import load_task
+from hfc_edu.data.tasks import TASKS, load_task
 from hfc_edu.models.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
 from hfc_edu.models.training import TrainConfig, TrainResult, train_classifier
 from hfc_edu.models.zoo import Classifier, build_model, model_from_config
@@ -35,9 +35,25 @@ class TrainedModel:
         return f"TrainedModel({self.data.name}, {self.model.config['arch']}, test: {m})"
 
 
-def default_train_config(profile: Profile, seed: int = 0) -> TrainConfig:
-    """The profile's training configuration."""
-    return TrainConfig(epochs=profile.epochs, batch_size=profile.batch_size, seed=seed)
+def default_train_config(
+    profile: Profile, seed: int = 0, task: str | ImageDataset | None = None
+) -> TrainConfig:
+    """The profile's training configuration, with the task's training overrides
+    (:attr:`~hfc_edu.data.TaskInfo.train_overrides`) applied when ``task`` is a registered task
+    name or a dataset loaded by :func:`~hfc_edu.data.load_task`."""
+    tcfg = TrainConfig(epochs=profile.epochs, batch_size=profile.batch_size, seed=seed)
+    name = task.task if isinstance(task, ImageDataset) else task
+    if not name or name not in TASKS:
+        return tcfg
+    overrides = dict(TASKS.get(name).train_overrides)
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(
+            f"Task {name!r} has training override(s) {unknown} that are not TrainConfig fields "
+            f"({sorted(known)})."
+        )
+    return replace(tcfg, **overrides)
 
 
 def get_classifier(
@@ -50,20 +66,42 @@ def get_classifier(
     seed: int = 0,
     device: torch.device | str | None = None,
     retrain: bool = False,
+    train: bool = True,
     progress: bool = True,
 ) -> TrainedModel:
-    """A classifier for ``task`` (a task name or an :class:`ImageDataset`), trained once and cached.
+    """A classifier for ``task``, trained once and cached.
 
-    ``arch`` and ``dropout`` default to the profile's (``compact_resnet`` with dropout 0.3 before the
-    head in the book profile; BU's Monte-Carlo passes switch that dropout on). The cache
-    key covers the data, the model configuration and the training configuration.
+    Args:
+        task: a registered task name (:data:`~hfc_edu.data.TASKS`) or an
+            :class:`~hfc_edu.data.ImageDataset` (your own data, or one from ``load_task``).
+        arch, dropout: default to the profile's (``compact_resnet`` with dropout 0.3 before the
+            head in the book profile; BU's Monte-Carlo passes switch that dropout on).
+        size: image size of a task given by name (default: the task's book size).
+        train_config: the whole training configuration; default: the profile's, with the
+            task's training overrides (:func:`default_train_config`).
+        retrain: train even if a checkpoint is cached, and overwrite it.
+        train: ``False`` never trains: a checkpoint that is not cached is a
+            ``FileNotFoundError`` (e.g. to check that ``hfc-edu prepare`` has run).
+
+    The cache key covers the data (name and fingerprint), the model configuration and the
+    training configuration (overrides included).
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
-    data = task if isinstance(task, ImageDataset) else load_task(task, size)
+    if isinstance(task, ImageDataset):
+        if size is not None:
+            raise ValueError(
+                f"size={size} applies to a task name; the dataset {task.name!r} has its own size "
+                f"({task.image_size} px)."
+            )
+        data = task
+    else:
+        data = load_task(task, size)
+    if retrain and not train:
+        raise ValueError("retrain=True and train=False contradict each other.")
     arch = arch or (prof.model if data.spatial_dims == 2 else prof.model_3d)
     dropout = prof.dropout if dropout is None else dropout
     mean, std = data.channel_stats()
-    tcfg = train_config or default_train_config(prof, seed)
+    tcfg = train_config or default_train_config(prof, seed, data)
     spec = (arch, data.in_channels, data.num_classes, data.spatial_dims, data.image_size)
     model = build_model(*spec, mean, std, dropout)  # for the cache key; rebuilt after seeding
     path = checkpoint_path(data, model.config, asdict(tcfg))
@@ -82,6 +120,11 @@ def get_classifier(
             payload["seconds"],
             True,
             str(path),
+        )
+    if not train:
+        raise FileNotFoundError(
+            f"No cached checkpoint for {data.name} ({arch}) at {path}, and train=False. Run "
+            "`hfc-edu prepare` for the book's models, or call with train=True."
         )
     torch.manual_seed(tcfg.seed)
     model = build_model(*spec, mean, std, dropout)
@@ -112,7 +155,7 @@ def get_classifier(
 
 # The classifiers the book's chapters use, trained once per machine into the checkpoint cache
 # (`hfc-edu prepare` trains them all; CI runs it before the notebooks). A chapter that needs a new
-# (task, size, arch) adds it here.
+# (task, size, arch) adds it here; a new dataset alone does not (it is a task, data/tasks.py).
 BOOK_MODELS: list[dict] = [
     {"task": "chest_xray", "size": 128},
     {"task": "chest_xray", "size": 28},

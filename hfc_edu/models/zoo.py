@@ -43,12 +43,15 @@ class FeatureLayer:
         call: which call of that module in one forward pass (a block's ReLU module runs
             once per ReLU of the block: 0 after the first convolution, ... last = block output).
         channels: the feature's channel count ``C_l``.
+        inner: a ReLU inside a residual block, not a block's output (``FeatureExtractor(model,
+            layers="blocks")`` keeps the stem and the block outputs only).
     """
 
     name: str
     module: str
     call: int
     channels: int
+    inner: bool = False
 
 
 class Classifier(nn.Module):
@@ -164,7 +167,9 @@ class Classifier(nn.Module):
                 inner = [block.bn1, block.bn2] if bottleneck else [block.bn1]
                 module = f"backbone.{stage}.{b}.act"
                 for k, bn in enumerate(inner):
-                    out.append(FeatureLayer(f"{stage}.{b}.relu{k + 1}", module, k, bn.num_features))
+                    out.append(
+                        FeatureLayer(f"{stage}.{b}.relu{k + 1}", module, k, bn.num_features, True)
+                    )
                 last = block.bn3 if bottleneck else block.bn2
                 out.append(FeatureLayer(f"{stage}.{b}.out", module, len(inner), last.num_features))
         return out

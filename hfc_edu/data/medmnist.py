@@ -1,11 +1,17 @@
-"""Official MedMNIST download records (URLs and MD5s from the ``medmnist`` package's ``info.py``, v3).
+"""MedMNIST v2 / MedMNIST+ (Yang et al., Scientific Data 2023): official records and the loader.
 
-The ``medmnist`` package itself is not a dependency (it requires torchvision).
+The URLs and MD5s are those of the ``medmnist`` package's ``info.py`` (v3), which is not a
+dependency (it requires torchvision). Every flag here is also a task (:data:`hfc_edu.data.TASKS`,
+registered in :mod:`hfc_edu.data.tasks`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from hfc_edu.data.dataset import ImageDataset
+from hfc_edu.data.download import fetch
+from hfc_edu.data.npz import load_npz_cached
 
 ZENODO_RECORD = "https://zenodo.org/records/10519652/files"
 
@@ -149,25 +155,26 @@ MEDMNIST: dict[str, MedMNISTFlag] = {
     ]
 }
 
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
-
 
 def get_flag(flag: str) -> MedMNISTFlag:
-    """The registry entry for ``flag``, with a clear error for unknown names."""
+    """The record of ``flag`` (case-insensitive), with a clear error for unknown names."""
     key = flag.lower()
     if key not in MEDMNIST:
         raise ValueError(f"Unknown MedMNIST flag {flag!r}. Known flags: {sorted(MEDMNIST)}.")
     return MEDMNIST[key]
+
+
+def load_medmnist(flag: str, size: int = 28, download: bool = True) -> ImageDataset:
+    """A MedMNIST dataset at ``size`` px (28, 64, 128, 224 for 2D; 28, 64 for 3D), official
+    splits; the file comes from the data root, else from its official record (MD5 checked)."""
+    info = get_flag(flag)
+    size = int(size)
+    if size not in info.md5:
+        raise ValueError(f"{info.flag} is published at sizes {info.sizes}, not {size}.")
+    path = fetch(info.filename(size), info.url(size), info.md5[size], download=download)
+    return load_npz_cached(
+        path, name=f"{info.flag}_{size}", class_names=info.labels, spatial_dims=info.spatial_dims
+    )
+
+
+__all__ = ["MEDMNIST", "MedMNISTFlag", "get_flag", "load_medmnist"]
