@@ -37,7 +37,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"data     {d!r}")
     if d.notes:
         print("notes    " + " ".join(d.notes))
-    state = "loaded from cache" if tm.from_cache else f"trained in {tm.seconds:.0f} s"
+    state = {
+        "shipped": "shipped with hfc-edu (verified)",
+        "cache": "loaded from the checkpoint cache",
+        "trained": f"trained in {tm.seconds:.0f} s",
+    }[tm.source]
     print(
         f"model    {tm.model.config['arch']} ({sum(p.numel() for p in tm.model.parameters()):,} parameters), {state}, best epoch {tm.best_epoch}"
     )
@@ -45,17 +49,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"test     accuracy {tm.test['accuracy']:.3f}  balanced accuracy {tm.test['balanced_accuracy']:.3f}  AUC {tm.test['auc']:.3f}"
     )
     print(f"saved    {tm.path}")
-    return 0
-
-
-def _cmd_prepare(args: argparse.Namespace) -> int:
-    import hfc_edu
-    from hfc_edu.models.pretrained import prepare_book_models
-
-    hfc_edu.setup(seed=0, profile="book", device="cpu")
-    for name, arch, test, cached, seconds in prepare_book_models(jobs=args.jobs):
-        state = "cached" if cached else f"trained in {seconds:.0f} s"
-        print(f"{name:22s} {arch:22s} acc {test['accuracy']:.3f}  AUC {test['auc']:.3f}  ({state})")
     return 0
 
 
@@ -101,10 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--retrain", action="store_true", help="ignore a cached checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)
-
-    pr = sub.add_parser("prepare", help="train (or load) every classifier the book's chapters use")
-    pr.add_argument("--jobs", type=int, default=1, help="train in this many processes")
-    pr.set_defaults(func=_cmd_prepare)
 
     d = sub.add_parser(
         "data", help="list the tasks (sizes in px, the default in brackets) and the data root"

@@ -65,7 +65,7 @@ def load_trained_cxr28(train: bool = True) -> SimpleNamespace:
     except FileNotFoundError:
         pytest.skip(
             "the book's 28 px chest X-ray model is not in the checkpoint cache and slow tests are "
-            "deselected (training it takes about 4 min): run `hfc-edu prepare` or the slow tests"
+            "deselected (training it takes about 4 min): run the slow tests to train it"
         )
     d = tm.data
     return SimpleNamespace(
@@ -83,7 +83,7 @@ def load_trained_cxr28(train: bool = True) -> SimpleNamespace:
 @pytest.fixture(scope="session")
 def trained_cxr28(request):
     """The book profile's compact ResNet on real 28 px PneumoniaMNIST (one of ``BOOK_MODELS``, so
-    ``hfc-edu prepare`` has usually cached it already).
+    shipped with the package).
 
     Returns a namespace: model (eval, CPU), fx (FeatureExtractor, all ReLU layers), data,
     x_train, y_train, x_test, y_test, test (metrics dict). Tests that name the fixture are marked

@@ -118,7 +118,9 @@ def test_get_classifier_argument_errors_and_train_false(tmp_path, monkeypatch):
         get_classifier(data, size=28)
     with pytest.raises(ValueError, match="contradict"):
         get_classifier(data, retrain=True, train=False)
-    with pytest.raises(FileNotFoundError, match="No cached checkpoint for toy"):
+    with pytest.raises(
+        FileNotFoundError, match="No shipped weights and no cached checkpoint for toy"
+    ):
         get_classifier(data, train_config=TrainConfig(epochs=1), train=False)
     assert not list((tmp_path / "checkpoints").iterdir())
 

@@ -1,4 +1,15 @@
-"""Get a trained classifier for a task: from the checkpoint cache, or trained now and cached."""
+"""Get a trained classifier for a task: shipped with the package, from the checkpoint cache, or
+trained now and cached.
+
+:func:`get_classifier` looks in this order:
+
+1. the **shipped** classifiers (:mod:`hfc_edu.models.shipped`): the book's models, trained once,
+   verified by SHA-256 on load; the same weights on every machine;
+2. the **checkpoint cache** (``$HFC_EDU_CACHE/checkpoints``), keyed by data, model and training;
+3. **training** (a few seconds to minutes on a CPU for the book profile), then caching.
+
+``retrain=True`` skips 1 and 2; ``train=False`` refuses 3.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +22,20 @@ from hfc_edu.config import Profile, get_profile
 from hfc_edu.data.dataset import ImageDataset
 from hfc_edu.data.tasks import TASKS, load_task
 from hfc_edu.models.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
-from hfc_edu.models.training import TrainConfig, TrainResult, train_classifier
+from hfc_edu.models.shipped import (
+    ShippedModel,
+    ShippedWeightsError,
+    find_shipped,
+    load_state,
+    note_data_difference,
+)
+from hfc_edu.models.training import (
+    TrainConfig,
+    TrainResult,
+    classification_metrics,
+    predict_logits,
+    train_classifier,
+)
 from hfc_edu.models.zoo import Classifier, build_model, model_from_config
 
 log = logging.getLogger(__name__)
@@ -19,7 +43,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainedModel:
-    """A trained classifier with its data, test metrics and training history."""
+    """A trained classifier with its data, test metrics and training history.
+
+    ``source`` says where the weights came from: ``"shipped"`` (with the package),
+    ``"cache"`` (the checkpoint cache) or ``"trained"`` (just now); ``path`` is their file.
+    """
 
     model: Classifier
     data: ImageDataset
@@ -27,8 +55,13 @@ class TrainedModel:
     history: list
     best_epoch: int
     seconds: float
-    from_cache: bool
+    source: str
     path: str
+
+    @property
+    def from_cache(self) -> bool:
+        """Whether the weights were loaded (shipped or cached) rather than trained now."""
+        return self.source != "trained"
 
     def __repr__(self) -> str:
         m = ", ".join(f"{k}={v:.3f}" for k, v in self.test.items())
@@ -67,6 +100,7 @@ def get_classifier(
     device: torch.device | str | None = None,
     retrain: bool = False,
     train: bool = True,
+    shipped: bool = True,
     progress: bool = True,
 ) -> TrainedModel:
     """A classifier for ``task``, trained once and cached.
@@ -79,12 +113,19 @@ def get_classifier(
         size: image size of a task given by name (default: the task's book size).
         train_config: the whole training configuration; default: the profile's, with the
             task's training overrides (:func:`default_train_config`).
-        retrain: train even if a checkpoint is cached, and overwrite it.
-        train: ``False`` never trains: a checkpoint that is not cached is a
-            ``FileNotFoundError`` (e.g. to check that ``hfc-edu prepare`` has run).
+        retrain: train even if shipped weights or a cached checkpoint exist (the result is
+            cached, never written over the shipped weights).
+        train: ``False`` never trains: no shipped or cached weights is a ``FileNotFoundError``.
+        shipped: ``False`` ignores the shipped weights (``scripts/ship_weights.py`` uses it).
 
-    The cache key covers the data (name and fingerprint), the model configuration and the
-    training configuration (overrides included).
+    Shipped weights answer a request for a registered task when the image size, architecture,
+    dropout and training configuration equal theirs; when the data loaded differ from the copy
+    they were trained on (e.g. the official MedMNIST download against the offline copy behind
+    the book), a warning says so once and the test metrics are measured again on the data
+    loaded. A shipped file that fails its checksum or does not fit its architecture is a
+    :class:`~hfc_edu.models.shipped.ShippedWeightsError`, never a silent retrain. The cache key
+    covers the data (name and fingerprint), the model configuration and the training
+    configuration (overrides included).
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     if isinstance(task, ImageDataset):
@@ -103,9 +144,14 @@ def get_classifier(
     mean, std = data.channel_stats()
     tcfg = train_config or default_train_config(prof, seed, data)
     spec = (arch, data.in_channels, data.num_classes, data.spatial_dims, data.image_size)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    entry = None
+    if shipped and not retrain and data.task:
+        entry = find_shipped(data.task, data.image_size, arch, dropout, asdict(tcfg))
+    if entry is not None:
+        return _load_shipped(entry, data, dev)
     model = build_model(*spec, mean, std, dropout)  # for the cache key; rebuilt after seeding
     path = checkpoint_path(data, model.config, asdict(tcfg))
-    dev = torch.device(device) if device is not None else torch.device("cpu")
     if path.exists() and not retrain:
         payload = load_checkpoint(path)
         model = model_from_config(payload["model_config"])
@@ -118,14 +164,15 @@ def get_classifier(
             payload["history"],
             payload["best_epoch"],
             payload["seconds"],
-            True,
+            "cache",
             str(path),
         )
     if not train:
         raise FileNotFoundError(
-            f"No cached checkpoint for {data.name} ({arch}) at {path}, and train=False. Run "
-            "`hfc-edu prepare` for the book's models, or call with train=True."
+            f"No shipped weights and no cached checkpoint for {data.name} ({arch}) at {path}, "
+            "and train=False: call with train=True to train it."
         )
+    log.info("No shipped or cached weights for %s (%s): training.", data.name, arch)
     torch.manual_seed(tcfg.seed)
     model = build_model(*spec, mean, std, dropout)
     result: TrainResult = train_classifier(model, data, tcfg, device=dev, progress=progress)
@@ -148,14 +195,35 @@ def get_classifier(
         result.history,
         result.best_epoch,
         result.seconds,
-        False,
+        "trained",
         str(path),
     )
 
 
-# The classifiers the book's chapters use, trained once per machine into the checkpoint cache
-# (`hfc-edu prepare` trains them all; CI runs it before the notebooks). A chapter that needs a new
-# (task, size, arch) adds it here; a new dataset alone does not (it is a task, data/tasks.py).
+def _load_shipped(entry: ShippedModel, data: ImageDataset, device: torch.device) -> TrainedModel:
+    """The shipped model of ``entry``, verified, on ``device`` in eval mode."""
+    model = model_from_config(entry.model_config)
+    state = load_state(entry)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ShippedWeightsError(
+            f"Shipped weight file {entry.path} does not fit the architecture its manifest names "
+            f"({entry.arch}): {str(err).splitlines()[0]} Reinstall hfc-edu, or pass retrain=True."
+        ) from None
+    model.to(device).eval()
+    test = dict(entry.test)
+    if note_data_difference(entry, data.name, data.fingerprint()):
+        test = classification_metrics(predict_logits(model, data.x_test), data.y_test)
+    return TrainedModel(
+        model, data, test, entry.history, entry.best_epoch, entry.seconds, "shipped",
+        str(entry.path),
+    )  # fmt: skip
+
+
+# The classifiers the book's chapters use, shipped with the package (scripts/ship_weights.py trains
+# them and writes hfc_edu/weights/). A chapter that needs a new (task, size, arch) adds it here
+# and ships it; a new dataset alone does not (it is a task, data/tasks.py).
 BOOK_MODELS: list[dict] = [
     {"task": "chest_xray", "size": 128},
     {"task": "chest_xray", "size": 28},
@@ -165,33 +233,3 @@ BOOK_MODELS: list[dict] = [
     {"task": "dermoscopy"},
     {"task": "cifar10"},
 ]
-
-
-def _prepare_one(spec: dict) -> tuple[str, str, dict, bool, float]:
-    torch.manual_seed(0)
-    tm = get_classifier(profile="book", progress=False, **spec)
-    return tm.data.name, tm.model.config["arch"], tm.test, tm.from_cache, tm.seconds
-
-
-def prepare_book_models(jobs: int = 1) -> list[tuple[str, str, dict, bool, float]]:
-    """Train (or load) every classifier in :data:`BOOK_MODELS` with the book profile on CPU.
-
-    ``jobs > 1`` trains in that many spawned processes. Each process keeps the thread count it
-    inherits (``OMP_NUM_THREADS``): CI and the notebook-execution script use one thread, which makes
-    the cached weights, and so the stored notebook outputs, bit-for-bit reproducible.
-    Returns ``(data name, arch, test metrics, from cache, seconds)`` per model.
-    """
-    if jobs <= 1:
-        return [_prepare_one(spec) for spec in BOOK_MODELS]
-    import multiprocessing as mp
-
-    # Largest first, so the long trainings overlap.
-    order = sorted(
-        range(len(BOOK_MODELS)), key=lambda i: BOOK_MODELS[i].get("size", 0) or 0, reverse=True
-    )
-    with mp.get_context("spawn").Pool(jobs) as pool:
-        results = pool.map(_prepare_one, [BOOK_MODELS[i] for i in order], chunksize=1)
-    out: list = [None] * len(BOOK_MODELS)
-    for i, r in zip(order, results, strict=True):
-        out[i] = r
-    return out
