@@ -9,10 +9,10 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from tests.conftest import requires_data
 from hfc_edu.models import get_classifier
 from hfc_edu.models import shipped as sh
 from hfc_edu.models.pretrained import BOOK_MODELS
+from tests.conftest import requires_data
 
 MAX_TOTAL_MB = 20
 
