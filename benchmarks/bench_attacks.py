@@ -1,9 +1,8 @@
 """Benchmark: hfc_edu attacks vs torchattacks, side by side in one process (ratio-based).
 
-Protocol (see the library spec, "Benchmark protocol"): one model instance in eval mode, the
-same inputs and hyperparameters (L∞ PGD, ε = 8/255, α = 2/255, 10 steps, random start), a
-correctness gate before timing (same δ0 -> same output to 1e-6), a warm-up, then interleaved
-rounds with a rotating order. On CPU: ``torch.set_num_threads(1)`` and process-CPU time; on
+Protocol: one model instance in eval mode, the same inputs and hyperparameters (L∞ PGD,
+ε = 8/255, α = 2/255, 10 steps, random start), a correctness gate before timing (same δ0 ->
+same output to 1e-6), a warm-up, then interleaved rounds with a rotating order. On CPU: ``torch.set_num_threads(1)`` and process-CPU time; on
 CUDA: wall time between ``torch.cuda.synchronize()`` calls. The number to track is the
 median over rounds of the per-round ratio.
 
@@ -23,7 +22,7 @@ from collections.abc import Callable
 
 import torch
 
-from hfc_edu.attacks import PGD, pgd
+from hfc_edu.attacks import pgd, sweep
 from hfc_edu.models import build_model
 
 EPS, ALPHA, STEPS = 8 / 255, 2 / 255, 10
@@ -113,12 +112,13 @@ def bench_workload(name, model, x, y, args, torchattacks, device, amp: str):
         f"(change {r16.success_rate - r32.success_rate:+.3f}; per-sample agreement {agree:.3f})"
     )
     ta = torchattacks.PGD(model, eps=EPS, alpha=ALPHA, steps=STEPS, random_start=True)
-    ours = PGD(model, eps=EPS, alpha=ALPHA, steps=STEPS)
-    ours_amp = PGD(model, eps=EPS, alpha=ALPHA, steps=STEPS, amp=amp)
+    # hfc_edu's attack returns an AttackResult: its last forward (logits, success, norms at
+    # x_adv) is part of the timed work, while torchattacks returns the images only.
+    kw = dict(eps=EPS, alpha=ALPHA, steps=STEPS)
     methods = {
         "torchattacks.PGD": lambda: ta(x, y),
-        "hfc_edu.PGD": lambda: ours(x, y),
-        f"hfc_edu.PGD amp={amp}": lambda: ours_amp(x, y),
+        "hfc_edu.PGD": lambda: pgd(model, x, y, **kw),
+        f"hfc_edu.PGD amp={amp}": lambda: pgd(model, x, y, amp=amp, **kw),
     }
     times = interleaved(methods, args.rounds, device, warmup=False)  # warmed up above
     report(
@@ -131,24 +131,24 @@ def bench_workload(name, model, x, y, args, torchattacks, device, amp: str):
 
 def bench_sweep(name, model, x, y, args, device, eps_list):
     print(f"\n### {name}: {len(eps_list)}-ε sweep, x {tuple(x.shape)}")
-    seq_atk = PGD(model, eps=EPS, steps=STEPS, random_start=None)
-    auto_atk = PGD(model, eps=EPS, steps=STEPS, random_start=None)  # sweep_batch="auto"
-    all_atk = PGD(model, eps=EPS, steps=STEPS, random_start=None, sweep_batch=None)
-    seq = [seq_atk(x, y, eps=e) for e in eps_list]
-    one = all_atk(x, y, eps=eps_list)
+    kw = dict(steps=STEPS, random_start=None)
+    seq = [pgd(model, x, y, eps=e, **kw).x_adv for e in eps_list]
+    one = [r.x_adv for r in sweep("PGD", model, x, y, eps=eps_list, sweep_batch=None, **kw)]
     diff = max((a - b).abs().max().item() for a, b in zip(seq, one, strict=True))
     print(f"  gate: max |sweep - sequential| = {diff:.2e}")
     methods = {
-        "sequential (4 calls)": lambda: [seq_atk(x, y, eps=e) for e in eps_list],
-        "eps=[...] auto": lambda: auto_atk(x, y, eps=eps_list),
-        "eps=[...] all in one pass": lambda: all_atk(x, y, eps=eps_list),
+        "sequential (4 calls)": lambda: [pgd(model, x, y, eps=e, **kw) for e in eps_list],
+        "sweep auto": lambda: sweep("PGD", model, x, y, eps=eps_list, **kw),
+        "sweep all in one pass": lambda: sweep(
+            "PGD", model, x, y, eps=eps_list, sweep_batch=None, **kw
+        ),
     }
     times = interleaved(methods, args.rounds, device)
     report(
         f"{name}: ε sweep",
         times,
         len(x) * len(eps_list),
-        [(m, "sequential (4 calls)") for m in ("eps=[...] auto", "eps=[...] all in one pass")],
+        [(m, "sequential (4 calls)") for m in ("sweep auto", "sweep all in one pass")],
     )
 
 

@@ -1,13 +1,13 @@
 """HFC-PGD vs plain PGD (same steps), side by side in one process; plus the GMM fitting time.
 
-Protocol (spec/library.md, "Benchmark protocol"): one model instance in eval mode, one input,
+Protocol: one model instance in eval mode, one input,
 the same random start and schedule for every method; a warm-up run of each; interleaved rounds
 with rotating order; per-round ratios against plain PGD, reported as their median. On CPU the
 ratio uses process time (robust to noisy neighbours at 1 thread); wall time is reported too.
 
 Methods:
 * ``pgd``: ``hfc_edu.attacks.gradient_attack`` (plain targeted L∞ PGD);
-* ``hfc_pgd``: ``hfc_edu.hfc.hfc_attack(base="pgd")`` — features from the same forward pass;
+* ``hfc_pgd``: ``hfc_edu.hfc.hfc_attack(base="PGD")`` — features from the same forward pass;
 * ``hfc_two_pass`` (``--two-pass``): the naive variant — logits from one forward, the HFC
   features from a second forward through a FeatureExtractor (same maths).
 
@@ -120,13 +120,13 @@ def main() -> None:
     t = torch.randint(0, 2, (args.batch,), generator=g).to(dev)
     delta0 = ((torch.rand(x.shape, generator=g) * 2 - 1) * args.eps).to(dev)
     alpha, steps = 2 * args.eps / args.steps, args.steps
-    common = dict(eps=args.eps, alpha=alpha, steps=steps, delta0=delta0, return_result=False)
+    common = dict(eps=args.eps, alpha=alpha, steps=steps, delta0=delta0)
     term = HFCLoss(gmms)
     fx = FeatureExtractor(model, layers=term.layers)
 
     methods = {
-        "pgd": lambda: gradient_attack(model, x, t, targeted=True, **common),
-        "hfc_pgd": lambda: hfc_attack(model, x, t, gmms=gmms, **common),
+        "pgd": lambda: gradient_attack(model, x, t, targeted=True, **common).x_adv,
+        "hfc_pgd": lambda: hfc_attack(model, x, t, gmms=gmms, **common).x_adv,
     }
     if args.two_pass:
         methods["hfc_two_pass"] = lambda: two_pass_hfc_pgd(
@@ -135,7 +135,7 @@ def main() -> None:
 
     # Correctness gates (also the warm-up).
     ref = methods["pgd"]()
-    lam0 = hfc_attack(model, x, t, gmms=gmms, lam=0.0, **common)
+    lam0 = hfc_attack(model, x, t, gmms=gmms, lam=0.0, **common).x_adv
     assert torch.equal(ref, lam0), "hfc_attack(lam=0) differs from plain PGD"
     fused = methods["hfc_pgd"]()
     gates = {"lam0_equals_pgd": True, "hfc_changes_x_adv": bool((fused != ref).any())}

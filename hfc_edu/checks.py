@@ -1,13 +1,19 @@
-"""Input validation and per-sample broadcasting shared by all attacks.
+"""Input checks, one home: images, labels, budgets ε, per-sample broadcasting.
 
 Every check that needs tensor values is folded into ONE host sync per attack call (never
 one per step): the flags are computed on the device, stacked, and read with a single
 ``.tolist()``.
+
+The ε rule (:func:`check_eps`, :func:`check_eps_list`) is the one every attack, the HFC
+schedule and every experiment applies: a finite budget >= 0 (> 0 where a zero budget means
+nothing), in pixel units of images in [0, 1]; an L∞ budget is at most 1, so the papers'
+"1/256 units" must be written ``k / 256`` (``eps=4`` is refused with that hint).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -67,10 +73,72 @@ def check_scalar(value: Scalar, name: str, *, positive: bool = False) -> float:
     return v
 
 
-def per_sample(value: PerSample, n: int, x: torch.Tensor, name: str) -> torch.Tensor:
+def check_eps(
+    eps: Scalar, name: str = "eps", *, positive: bool = False, norm: str = "linf"
+) -> float:
+    """The ε rule: a finite float >= 0 (> 0 if ``positive``); at most 1 for ``norm="linf"``.
+
+    ``norm="l2"`` budgets have no upper bound (an L2 ball of radius > 1 fits in a large image).
+    """
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise TypeError(
+            f"{name} must be a float in pixel units (e.g. 1/256), got {type(eps).__name__}."
+        )
+    v = float(eps)
+    bound = "> 0" if positive else ">= 0"
+    if not math.isfinite(v) or v < 0 or (positive and v == 0):
+        raise ValueError(f"{name} must be a finite number {bound}, got {eps}.")
+    if norm == "linf" and v > 1:
+        raise ValueError(
+            f"{name} must be at most 1 (pixel units of images in [0, 1]), got {eps}; the "
+            "papers' '1/256 units' are written k/256 (e.g. 4/256, not 4)."
+        )
+    return v
+
+
+def check_eps_list(
+    eps: Sequence[Scalar], name: str = "eps", *, positive: bool = False, norm: str = "linf"
+) -> list[float]:
+    """A non-empty list of distinct budgets, each following :func:`check_eps` (a list, a tuple
+    or a 1-D array)."""
+    if getattr(eps, "ndim", None) == 1 and hasattr(eps, "tolist"):  # NumPy array, 1-D tensor
+        eps = eps.tolist()
+    if isinstance(eps, str | bytes) or not isinstance(eps, Sequence):
+        raise TypeError(
+            f"{name} must be a list of budgets in pixel units, e.g. [1/256, 2/256], got "
+            f"{type(eps).__name__}."
+        )
+    values = [check_eps(e, name, positive=positive, norm=norm) for e in eps]
+    if not values:
+        raise ValueError(f"{name} is empty; pass budgets such as [1/256, 2/256].")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name} has repeated values: {values}.")
+    return values
+
+
+def check_batch_size(batch_size: int | None, name: str = "batch_size") -> int | None:
+    """None (one pass) or an int >= 1."""
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise ValueError(f"{name} must be None or an int >= 1, got {batch_size!r}.")
+    return batch_size
+
+
+def check_steps(steps: int, name: str = "steps") -> int:
+    """An int >= 1."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {steps!r}.")
+    return steps
+
+
+def per_sample(
+    value: PerSample, n: int, x: torch.Tensor, name: str, *, norm: str | None = None
+) -> torch.Tensor:
     """A float or an ``(N,)`` / scalar tensor as an ``(N,)`` tensor on ``x``'s device and dtype.
 
-    Float values are validated here; tensor values are validated in :func:`sync_checks`.
+    Float values are validated here (with the ε rule when ``norm`` is given); tensor values
+    are validated in :func:`sync_checks`.
     """
     if isinstance(value, torch.Tensor):
         if not value.is_floating_point():
@@ -83,7 +151,7 @@ def per_sample(value: PerSample, n: int, x: torch.Tensor, name: str) -> torch.Te
                 f"got {tuple(value.shape)}."
             )
         return value.to(device=x.device, dtype=x.dtype)
-    v = check_scalar(value, name)
+    v = check_scalar(value, name) if norm is None else check_eps(value, name, norm=norm)
     return torch.full((n,), v, device=x.device, dtype=x.dtype)
 
 
@@ -91,16 +159,18 @@ def sync_checks(
     x: torch.Tensor,
     *,
     labels: Sequence[tuple[str, torch.Tensor]] = (),
-    tensors: Sequence[tuple[str, torch.Tensor]] = (),
+    tensors: Sequence[tuple[str, torch.Tensor, float | None]] = (),
     num_classes: int | None = None,
 ) -> None:
-    """Value checks with one host sync: ``x`` finite and in [0, 1], labels >= 0 (and < K),
-    per-sample tensors (eps, alpha) finite and >= 0."""
+    """Value checks with one host sync: ``x`` without NaN and in [0, 1], labels >= 0 (and
+    < K), per-sample tensors ``(name, values, upper)`` (eps, alpha) finite, >= 0 and at most
+    ``upper`` (None: no upper bound; the L∞ ε rule uses 1)."""
     flags = [x.isnan().any(), (x < 0).any() | (x > 1).any()]
     for _, y in labels:
         flags.append((y < 0).any() if num_classes is None else ((y < 0) | (y >= num_classes)).any())
-    for _, t in tensors:
-        flags.append((~torch.isfinite(t)).any() | (t < 0).any())
+    for _, t, upper in tensors:
+        bad = (~torch.isfinite(t)).any() | (t < 0).any()
+        flags.append(bad if upper is None else bad | (t > upper).any())
     bad = torch.stack(flags).tolist()
     if bad[0]:
         raise ValueError("x contains NaN values.")
@@ -115,11 +185,10 @@ def sync_checks(
             raise ValueError(
                 f"{name} holds class indices outside {rng}: min {y.min().item()}, max {y.max().item()}."
             )
-    for (name, _), b in zip(tensors, bad[2 + len(labels) :], strict=True):
+    for (name, _, upper), b in zip(tensors, bad[2 + len(labels) :], strict=True):
         if b:
-            raise ValueError(
-                f"{name} must be finite and >= 0 for every sample (found NaN/inf/negative)."
-            )
+            rng = ">= 0" if upper is None else f"in [0, {upper:g}]"
+            raise ValueError(f"{name} must be finite and {rng} for every sample.")
 
 
 def check_targets_differ(targets: torch.Tensor, y_true: torch.Tensor) -> None:

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from hfc_edu.attacks import bim, cw_l2, cw_linf, fgsm, mim, other_class, pgd
+from hfc_edu.attacks import bim, cw_l2, cw_linf, fgsm, mim, other_class, pgd, sweep
 from hfc_edu.models import build_model
 
 
@@ -79,9 +79,9 @@ def _check_cw_l2_smaller_than_pgd_l2(ns):
     rate = cw.success.float().mean().item()
     assert rate >= 0.9
     grid = [0.05 * 1.25**k for k in range(16)]
-    sweep = pgd(model, x, y, eps=grid, norm="l2", steps=10, random_start=None)
+    results = sweep("PGD", model, x, y, eps=grid, norm="l2", steps=10, random_start=None)
     # the smallest PGD-L2 budget that reaches at least CW's success rate
-    match = next(r for r in sweep if r.success.float().mean().item() >= rate)
+    match = next(r for r in results if r.success.float().mean().item() >= rate)
     cw_l2_mean = cw.l2[cw.success].mean().item()
     pgd_l2_mean = match.l2[match.success].mean().item()
     assert cw_l2_mean < pgd_l2_mean, (cw_l2_mean, pgd_l2_mean)

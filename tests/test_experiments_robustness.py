@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from hfc_edu.attacks import bim, pgd
+from hfc_edu.attacks import ATTACKS, AttackInfo, fgsm, register_attack, sweep
+from hfc_edu.attacks.result import AttackResult, perturbation_norms
 from hfc_edu.experiments.robustness import (
     COLUMNS,
     accuracy_vs_eps,
     adversarial_predictions,
-    attack_subset,
     energy_fraction,
     minimal_eps,
     top_region,
@@ -81,10 +81,13 @@ def test_matches_exact_linear_answer(linear_problem, attack):
         assert sr == pytest.approx(1 - expected[correct].mean().item()), (attack, e)
 
 
-def test_same_as_calling_the_attack_with_an_eps_list(linear_problem):
+def test_same_as_an_eps_sweep(linear_problem):
     model, x, y = linear_problem
     nonzero = EPS[1:]
-    direct = pgd(model, x, y, eps=nonzero, steps=3, generator=torch.Generator().manual_seed(5))
+    direct = sweep(
+        "PGD", model, x, y, eps=nonzero, steps=3, generator=torch.Generator().manual_seed(5),
+        sweep_batch=64,
+    )  # fmt: skip
     preds = adversarial_predictions(model, x, y, "PGD", EPS, steps=3, seed=5, batch_size=64)
     for i, res in enumerate(direct):
         assert torch.equal(preds[i + 1], res.logits.argmax(1))
@@ -98,18 +101,55 @@ def test_batching_does_not_change_deterministic_attacks(linear_problem):
     assert torch.equal(a, b)
 
 
-def test_callables_mappings_and_kwargs(linear_problem):
+def test_attack_infos_mappings_and_options(linear_problem):
     model, x, y = linear_problem
-    l2 = functools.partial(pgd, norm="l2", random_start=None)
-    df = accuracy_vs_eps(
-        model, x, y, {"PGD-L2": l2, "BIM-3": functools.partial(bim, steps=3)}, [0.0, 0.05, 0.5]
-    )
-    assert list(dict.fromkeys(df["attack"])) == ["PGD-L2", "BIM-3"]
+    pgd = ATTACKS.get("PGD")
+    l2 = pgd.with_options("PGD-L2", norm="l2", random_start=None)
+    bim_a = ATTACKS.get("BIM").with_options("BIM α=0.01", alpha=0.01)
+    df = accuracy_vs_eps(model, x, y, [l2, bim_a], [0.0, 0.05, 0.5], steps=3)
+    assert list(dict.fromkeys(df["attack"])) == ["PGD-L2", "BIM α=0.01"]
     acc = df[df["attack"] == "PGD-L2"]["accuracy"].tolist()
     assert acc[0] == 0.9 and acc[0] >= acc[1] >= acc[2]
-    # attack_kwargs reach the attacks that accept them (kappa for CW-Linf only)
-    df = accuracy_vs_eps(model, x, y, ["FGSM", "CW-Linf"], [0.0, 2 / 256], kappa=5.0)
+    df = accuracy_vs_eps(model, x, y, {"L2 PGD": l2}, np.array([0.0, 0.5]))
+    assert set(df["attack"]) == {"L2 PGD"}
+    # options go to every attack and must be options of each: never silently dropped
+    df = accuracy_vs_eps(model, x, y, ["BIM", "CW-Linf"], [0.0, 2 / 256], early_stop=1)
     assert len(df) == 4
+    with pytest.raises(ValueError, match=r"FGSM takes no option\(s\) \['decay'\].*MIM"):
+        accuracy_vs_eps(model, x, y, ["MIM", "FGSM"], [0.0, 2 / 256], decay=0.9)
+    with pytest.raises(ValueError, match="takes no option"):
+        ATTACKS.get("FGSM").with_options(random_start=None)
+    with pytest.raises(ValueError, match=r"arguments of run\(\)"):
+        ATTACKS.get("BIM").with_options(steps=3)
+
+
+def _toy_noise_attack(model, x, y, *, eps, targeted=False, y_true=None):
+    """A toy attack: a fixed ±ε checkerboard, evaluated with one forward pass."""
+    sign = (torch.arange(x[0].numel()) % 2 * 2 - 1).view_as(x[0]).to(x)
+    x_adv = (x + eps * sign).clamp(0, 1)
+    with torch.no_grad():
+        logits = model(x_adv)
+    linf, l2 = perturbation_norms(x_adv, x)
+    success = logits.argmax(1) == y if targeted else logits.argmax(1) != y
+    e = torch.full((len(x),), float(eps))
+    return AttackResult(x_adv, success, linf, l2, torch.zeros(len(x)), logits, e, 1)
+
+
+def test_a_toy_attack_registered_in_a_test_works_here(linear_problem):
+    model, x, y = linear_problem
+    register_attack(AttackInfo("Checkerboard", _toy_noise_attack, iterative=False))
+    try:
+        df = accuracy_vs_eps(model, x, y, ["Checkerboard", "FGSM"], EPS, steps=3)
+        toy = df[df.attack == "Checkerboard"]
+        assert toy.accuracy.iloc[0] == 0.9 and len(toy) == len(EPS)
+        with torch.no_grad():
+            sign = (torch.arange(36) % 2 * 2 - 1).view(1, 6, 6)
+            want = (model((x + 8 / 256 * sign).clamp(0, 1)).argmax(1) == y).float().mean()
+        assert toy.accuracy.iloc[-1] == pytest.approx(want.item())
+        # minimal_eps and a targeted run take it as well
+        assert minimal_eps(model, x, y, "Checkerboard", EPS).shape == (40,)
+    finally:
+        ATTACKS.unregister("Checkerboard")
 
 
 def test_targeted_success_counts_hits_on_the_target():
@@ -142,21 +182,6 @@ def test_minimal_eps_matches_exact_margin(linear_problem):
             assert v == (above.min().item() if len(above) else math.inf)
 
 
-def test_attack_subset(linear_problem):
-    model, x, y = linear_problem
-    xs, ys, idx = attack_subset(model, x, y, 10, seed=3)
-    assert len(idx) == 10 and torch.equal(idx, idx.sort().values)
-    assert torch.equal(xs, x[idx]) and torch.equal(ys, y[idx])
-    again = attack_subset(model, x, y, 10, seed=3)[2]
-    assert torch.equal(idx, again)
-    xc, yc, idc = attack_subset(model, x, y, 100, correct_only=True)
-    assert len(idc) == 36  # all correctly classified images, no more
-    assert torch.equal(model(xc).argmax(1), yc)
-    assert not set(range(4)) & set(idc.tolist())  # the four flipped labels are excluded
-    with pytest.raises(ValueError, match="n must be"):
-        attack_subset(model, x, y, 0)
-
-
 def test_top_region_and_energy_fraction_2d_3d():
     score = torch.arange(2 * 10 * 10, dtype=torch.float32).view(2, 10, 10)
     mask = top_region(score, 0.1)
@@ -182,17 +207,19 @@ def test_errors(linear_problem):
         accuracy_vs_eps(model, x, y, ["FGSM"], [0, 4])
     with pytest.raises(ValueError, match="Unknown attack"):
         accuracy_vs_eps(model, x, y, ["DeepFool"], EPS)
-    with pytest.raises(TypeError, match="name in"):
+    with pytest.raises(TypeError, match="AttackInfo"):
         accuracy_vs_eps(model, x, y, [3], EPS)
+    with pytest.raises(TypeError, match="AttackInfo"):
+        accuracy_vs_eps(model, x, y, [fgsm], EPS)  # a bare function: wrap it in AttackInfo
     with pytest.raises(ValueError, match="empty"):
         accuracy_vs_eps(model, x, y, ["FGSM"], [])
     with pytest.raises(ValueError, match="repeated"):
         accuracy_vs_eps(model, x, y, ["FGSM"], [0.01, 0.01])
     with pytest.raises(TypeError, match="eps_grid"):
         accuracy_vs_eps(model, x, y, ["FGSM"], 0.01)
-    with pytest.raises(ValueError, match="y must be"):
+    with pytest.raises(ValueError, match=r"y must have shape \(40,\)"):
         accuracy_vs_eps(model, x, y[:-1], ["FGSM"], EPS)
-    with pytest.raises(ValueError, match="targets must be"):
+    with pytest.raises(TypeError, match="targets must hold integer"):
         accuracy_vs_eps(model, x, y, ["FGSM"], EPS, targets=y.float())
     with pytest.raises(ValueError, match="x must be"):
         accuracy_vs_eps(model, x[:, 0], y, ["FGSM"], EPS)
@@ -202,8 +229,6 @@ def test_errors(linear_problem):
         energy_fraction(torch.zeros(2, 1, 5, 5), torch.zeros(2, 4, 4))
     with pytest.raises(ValueError, match="top must be"):
         top_region(torch.zeros(2, 4, 4), 0.0)
-    with pytest.raises(TypeError, match="list of AttackResult"):
-        accuracy_vs_eps(model, x, y, [lambda m, x, y, **kw: x], EPS)
 
 
 @pytest.mark.slow

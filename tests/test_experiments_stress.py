@@ -13,6 +13,7 @@ from hfc_edu.experiments import stress as st
 from hfc_edu.experiments.robustness import accuracy_vs_eps
 from hfc_edu.features import FeatureExtractor
 from hfc_edu.models import build_model
+from hfc_edu.protocol import correct_subset
 from tests.conftest import requires_data
 
 EPS = [1 / 256, 4 / 256]
@@ -117,15 +118,11 @@ def test_vulnerability_suite_counts_all_images():
     pd.testing.assert_frame_equal(df, again)  # the seeded random start repeats
 
 
-def test_correct_sample_and_suites():
+def test_suites():
     m = tiny()
     x = images(30)
     y = m(x).argmax(1)
     y[::3] = 1 - y[::3]
-    xs, ys = st.correct_sample(m, x, y, n=5, seed=0)
-    assert len(xs) == 5 and (m(xs).argmax(1) == ys).all()
-    xs2, _ = st.correct_sample(m, x, y, n=5, seed=0)
-    assert torch.equal(xs, xs2)
     data = SimpleNamespace(
         x_test=x, y_test=y, x_train=images(20, seed=4), y_train=torch.zeros(20, dtype=torch.long)
     )
@@ -136,15 +133,23 @@ def test_correct_sample_and_suites():
         {"a": tm}, [4 / 256], n=3, layers=["stem"], steps=2, n_ref=10, directions=["up"]
     )
     assert len(s) == 3 and s.model.iloc[0] == "a"
+    # the stress test runs on protocol.correct_subset's images
+    idx = correct_subset(m, x, y, 3, seed=0)
+    fx = FeatureExtractor(m, layers=["stem"])
+    np.testing.assert_allclose(
+        s.h_clean, fx.extract(x[idx])[1]["stem"].double().mean(1).numpy(), rtol=1e-6
+    )
 
 
 def test_errors():
     m, x = tiny(), images(4)
     ref = images(10, seed=5)
-    with pytest.raises(ValueError, match="non-empty list"):
+    with pytest.raises(TypeError, match="list of budgets"):
         st.feature_stress_test(m, x, 1 / 256, x_ref=ref)
-    with pytest.raises(ValueError, match="eps = 0"):
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
         st.feature_stress_test(m, x, [0.0], x_ref=ref)
+    with pytest.raises(ValueError, match="4/256"):
+        st.feature_stress_test(m, x, [4], x_ref=ref)
     with pytest.raises(ValueError, match="differ in shape"):
         st.feature_stress_test(m, x, EPS, x_ref=torch.rand(5, 1, 8, 8))
     with pytest.raises(ValueError, match="directions"):
@@ -155,9 +160,6 @@ def test_errors():
         st.feature_stress_test(m, x, EPS, x_ref=None)
     with pytest.raises(ValueError, match="at least 2"):
         st.feature_stress_test(m, x, EPS, x_ref=ref[:1])
-    y = m(x).argmax(1)
-    with pytest.raises(ValueError, match="none of these images"):
-        st.correct_sample(m, x, 1 - y, n=2)
     with pytest.raises(TypeError, match=r"\.model and \.data"):
         st.vulnerability_suite({"bad": m}, EPS, n=2)
 
@@ -165,7 +167,8 @@ def test_errors():
 @requires_data
 def test_trained_chest_xray_stress_and_accuracy(trained_cxr28):
     m = trained_cxr28.model
-    x, y = st.correct_sample(m, trained_cxr28.x_test, trained_cxr28.y_test, n=12)
+    idx = correct_subset(m, trained_cxr28.x_test, trained_cxr28.y_test, 12)
+    x, y = trained_cxr28.x_test[idx], trained_cxr28.y_test[idx]
     df = st.feature_stress_test(
         m, x, [1 / 256, 4 / 256], layers=["layer4.0.out"], steps=5, x_ref=trained_cxr28.x_train[:500],
         directions=["up"], generator=torch.Generator().manual_seed(0),

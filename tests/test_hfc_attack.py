@@ -20,7 +20,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hfc_edu.attacks import gradient_attack, pgd
+from hfc_edu.attacks import ATTACKS, AttackInfo, gradient_attack, pgd, register_attack
+from hfc_edu.attacks.gradient import linf_step
 from hfc_edu.attacks.losses import CrossEntropy
 from hfc_edu.features import FeatureExtractor
 from hfc_edu.hfc import (
@@ -31,8 +32,10 @@ from hfc_edu.hfc import (
     feature_attack,
     fit_class_gmms,
     hfc_attack,
+    hfc_bases,
     hfc_schedule,
 )
+from hfc_edu.hfc.loss import HFCLoss as HFCLossClass
 from hfc_edu.models import build_model
 
 N_ATTACK = 128
@@ -131,12 +134,12 @@ def test_hfc_keeps_success_and_hides_features(trained):
     assert not worse, f"HFC is not closer to the target class's GMM at {worse}"
 
 
-@pytest.mark.parametrize("base", ["bim", "mim", "cw"])
+@pytest.mark.parametrize("base", ["BIM", "MIM", "CW-Linf"])
 def test_hfc_composes_with_every_base_attack(trained, base):
     ns = trained
     x, t = ns.x[:32], ns.t[:32]
     alpha, steps = hfc_schedule(ns.eps, alpha=ns.eps / 10)  # T = 20
-    cls = dict(bim=dict(), mim=dict(momentum=0.5), cw=dict(loss="cw", kappa=100.0))[base]
+    cls = {"BIM": dict(), "MIM": dict(momentum=0.5), "CW-Linf": dict(loss="cw", kappa=100.0)}[base]
     plain = gradient_attack(
         ns.model, x, t, eps=ns.eps, alpha=alpha, steps=steps, targeted=True, **cls
     )
@@ -156,13 +159,11 @@ def test_hfc_uses_one_forward_per_step(trained):
     calls = []
     handle = ns.model.register_forward_pre_hook(lambda *_: calls.append(1))
     try:
-        x_adv = hfc_attack(
-            ns.model, ns.x[:8], ns.t[:8], ns.eps, ns.gmms, steps=5, return_result=False
-        )
+        res = hfc_attack(ns.model, ns.x[:8], ns.t[:8], ns.eps, ns.gmms, steps=5)
     finally:
         handle.remove()
-    assert isinstance(x_adv, torch.Tensor)
-    assert len(calls) == 5
+    assert res.x_adv.shape == ns.x[:8].shape
+    assert len(calls) == 6  # 5 steps + the evaluation at x_adv
 
 
 def test_loss_interface_with_plain_attack(trained):
@@ -171,7 +172,7 @@ def test_loss_interface_with_plain_attack(trained):
     x, t = ns.x[:16], ns.t[:16]
     loss = CrossEntropy(targeted=True) + HFCLoss(ns.gmms)
     a = pgd(ns.fx, x, t, eps=ns.eps, steps=4, targeted=True, loss=loss, random_start=None)
-    b = hfc_attack(ns.model, x, t, ns.eps, ns.gmms, base="bim", alpha=2 * ns.eps / 4, steps=4)
+    b = hfc_attack(ns.model, x, t, ns.eps, ns.gmms, base="BIM", alpha=2 * ns.eps / 4, steps=4)
     torch.testing.assert_close(a.x_adv, b.x_adv)
 
 
@@ -194,7 +195,7 @@ def test_adaptive_baselines_reduce_their_own_terms(trained):
     fx = FeatureExtractor(ns.model, layers=[pen])
     for term in baselines:
         assert term.layers == [pen]
-        adv = feature_attack(ns.model, x, t, ns.eps, term, base="bim")
+        adv = feature_attack(ns.model, x, t, ns.eps, term, base="BIM")
         with torch.inference_mode():
             lp, fp = fx(plain.x_adv)
             la, fa = fx(adv.x_adv)
@@ -204,10 +205,124 @@ def test_adaptive_baselines_reduce_their_own_terms(trained):
 def test_feature_attack_bad_input(trained):
     ns = trained
     with pytest.raises(ValueError, match="base must be one of"):
-        hfc_attack(ns.model, ns.x[:2], ns.t[:2], ns.eps, ns.gmms, base="fgsm")
+        hfc_attack(ns.model, ns.x[:2], ns.t[:2], ns.eps, ns.gmms, base="FGSM")
+    with pytest.raises(ValueError, match="base must be one of"):
+        hfc_attack(ns.model, ns.x[:2], ns.t[:2], ns.eps, ns.gmms, base="pgd")
     with pytest.raises(TypeError, match="feature Loss"):
         feature_attack(ns.model, ns.x[:2], ns.t[:2], ns.eps, CrossEntropy(True))
     with pytest.raises(TypeError, match="ClassConditionalGMMs"):
         hfc_attack(ns.model, ns.x[:2], ns.t[:2], ns.eps, gmms=None)
     with pytest.raises(ValueError, match="target equals the true class"):
         hfc_attack(ns.model, ns.x[:2], ns.y[:2], ns.eps, ns.gmms, steps=1, y_true=ns.y[:2])
+
+
+@pytest.mark.parametrize(
+    "base, option, users",
+    [
+        ("BIM", dict(random_start="official"), "PGD"),
+        ("MIM", dict(random_start="symmetric"), "PGD"),
+        ("PGD", dict(decay=0.9), "MIM"),
+        ("CW-Linf", dict(decay=0.9), "MIM"),
+        ("PGD", dict(kappa=5.0), "CW-Linf"),
+        ("MIM", dict(kappa=5.0), "CW-Linf"),
+        ("BIM", dict(generator=torch.Generator()), "PGD"),
+    ],
+)
+def test_an_argument_the_base_does_not_use_raises(trained, base, option, users):
+    """Defect 1: hfc_attack ignored random_start unless PGD, decay unless MIM, kappa unless CW."""
+    ns = trained
+    name = next(iter(option))
+    with pytest.raises(ValueError, match=rf"{name}.*{users}"):
+        hfc_attack(ns.model, ns.x[:2], ns.t[:2], ns.eps, ns.gmms, base=base, steps=1, **option)
+
+
+def test_every_registered_base_is_an_hfc_base(trained):
+    assert hfc_bases() == ["BIM", "PGD", "MIM", "CW-Linf"]
+    ns = trained
+    x, t = ns.x[:8], ns.t[:8]
+    # the options a base does take reach it: MIM's decay, CW-L∞'s κ, PGD's start
+    a = hfc_attack(ns.model, x, t, ns.eps, ns.gmms, base="MIM", steps=4, decay=0.0)
+    b = hfc_attack(ns.model, x, t, ns.eps, ns.gmms, base="MIM", steps=4, decay=1.0)
+    assert not torch.equal(a.x_adv, b.x_adv)
+    k0 = hfc_attack(ns.model, x, t, ns.eps, ns.gmms, base="CW-Linf", steps=4, kappa=0.0)
+    k1 = hfc_attack(ns.model, x, t, ns.eps, ns.gmms, base="CW-Linf", steps=4)  # κ = 100
+    assert (k0.loss - k1.loss).abs().max() > 0  # a different CW margin was minimised
+    runs = [
+        hfc_attack(
+            ns.model, x, t, ns.eps, ns.gmms, steps=2, random_start="official",
+            generator=torch.Generator().manual_seed(s),
+        ).x_adv
+        for s in (3, 3, 4)
+    ]  # fmt: skip
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+
+
+def _toy_step_attack(model, x, y, *, eps, targeted=False, y_true=None, steps=3, alpha=None,
+                     loss="ce"):  # fmt: skip
+    """A toy iterative attack written from the public pieces: signed steps on any loss."""
+    from hfc_edu.attacks._forward import LossForward
+    from hfc_edu.attacks.losses import classification_loss
+    from hfc_edu.attacks.result import evaluate
+    from hfc_edu.modes import frozen_eval
+
+    fwd = LossForward(model, classification_loss(loss, targeted), None, None, x.device)
+    e = torch.full((len(x),), eps)
+    a = torch.full((len(x), 1, 1, 1), 2 * eps / steps if alpha is None else alpha)
+    x_adv = x.clone()
+    with frozen_eval(fwd.module):
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            value, _ = fwd(x_adv, y)
+            (g,) = torch.autograd.grad(value.sum(), x_adv)
+            x_adv = linf_step(x_adv.detach(), g, x, e.view(-1, 1, 1, 1), a)
+        return evaluate(fwd, x, x_adv, y, targeted, e, steps)
+
+
+def test_a_toy_base_registered_in_a_test_works_with_feature_attack(trained):
+    ns = trained
+    x, t = ns.x[:8], ns.t[:8]
+    register_attack(AttackInfo("Toy", _toy_step_attack, options=("alpha", "loss"), hfc_base=True))
+    try:
+        assert "Toy" in hfc_bases()
+        a = hfc_attack(ns.model, x, t, ns.eps, ns.gmms, base="Toy", lam=ns.lam, steps=4)
+        b = hfc_attack(ns.model, x, t, ns.eps, ns.gmms, base="BIM", lam=ns.lam, steps=4)
+        torch.testing.assert_close(a.x_adv, b.x_adv)  # the toy is BIM, written by hand
+        with pytest.raises(ValueError, match="random_start"):
+            hfc_attack(ns.model, x, t, ns.eps, ns.gmms, base="Toy", random_start="symmetric")
+        # an AttackInfo works without registering it, too
+        info = ATTACKS.get("Toy")
+        c = hfc_attack(ns.model, x, t, ns.eps, ns.gmms, base=info, lam=ns.lam, steps=4)
+        assert torch.equal(a.x_adv, c.x_adv)
+    finally:
+        ATTACKS.unregister("Toy")
+
+
+def test_hfc_checks_target_classes_and_features_once_per_attack(trained, monkeypatch):
+    """Defect 3: an out-of-range target gave an IndexError from deep inside HFCLoss, NaN
+    features a NaN loss. Both are checked in HFCLoss.check, once per attack (one host sync)."""
+    ns = trained
+    x, t = ns.x[:4], ns.t[:4]
+    calls = []
+    original = HFCLossClass.check
+    monkeypatch.setattr(
+        HFCLossClass, "check", lambda self, *a: (calls.append(1), original(self, *a))[1]
+    )
+    hfc_attack(ns.model, x, t, ns.eps, ns.gmms, steps=5)
+    assert len(calls) == 1
+    hfc_attack(ns.model, x, t, ns.eps, ns.gmms, steps=5, batch_size=2)
+    assert len(calls) == 3  # once per chunk
+    # GMMs of 1 class on a 2-class model: target 1 has no GMM
+    from hfc_edu.hfc import ClassConditionalGMMs
+
+    one_class = ClassConditionalGMMs(
+        {n: ns.gmms.layer(n)[:1] for n in ns.gmms.layer_names}, ns.gmms.fingerprint
+    )
+    with pytest.raises(ValueError, match=r"Target class\(es\) outside \[0, 1\)"):
+        hfc_attack(ns.model, x, torch.ones(4, dtype=torch.long), ns.eps, one_class, steps=2)
+    # a model that produces NaN features (from its first convolution on)
+    handle = ns.model.backbone.conv1.register_forward_hook(lambda m, i, o: o * float("nan"))
+    try:
+        with pytest.raises(ValueError, match=r"features of layer\(s\) .* contain NaN"):
+            hfc_attack(ns.model, x, t, ns.eps, ns.gmms, steps=2, check_model=False)
+    finally:
+        handle.remove()

@@ -93,6 +93,30 @@ def test_stack_and_index(data):
     assert st.nearest_component(qt).shape == (40, 2)
 
 
+def test_nearest_residual_is_the_hfc_algebra(data):
+    """Per sample, in the mixture its index selects: k* = sklearn's predict, and the residual
+    r = (x − μ_k*) U_k* with ‖r‖² the squared Mahalanobis distance; gradients reach x."""
+    x, q = data
+    ests = [GaussianMixture(n_components=3, random_state=s).fit(x[s::2]) for s in (0, 1)]
+    st = TorchGMM.stack([TorchGMM.from_sklearn(e) for e in ests])
+    qt = torch.from_numpy(q).requires_grad_(True)
+    index = torch.arange(40) % 2
+    r, k = st.nearest_residual(qt, index)
+    assert r.shape == (40, 12) and k.shape == (40,)
+    for i in range(40):
+        e = ests[int(index[i])]
+        assert k[i] == e.predict(q[i : i + 1])[0]
+        diff = q[i] - e.means_[k[i]]
+        np.testing.assert_allclose(
+            r[i].square().sum().item(), diff @ e.precisions_[k[i]] @ diff, rtol=1e-10
+        )
+    torch.testing.assert_close(k, st.nearest_component(qt.detach())[torch.arange(40), index])
+    (g,) = torch.autograd.grad(r.square().sum(), qt)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    with pytest.raises(ValueError, match="one batch dimension"):
+        st[0].nearest_residual(qt, index)
+
+
 def test_to_float32_keeps_values_close(data):
     x, q = data
     g = TorchGMM.from_sklearn(GaussianMixture(n_components=2, random_state=0).fit(x))

@@ -183,6 +183,26 @@ def test_bad_input(fitted):
         HFCLoss(gmms)(None, y, raw)
 
 
+def test_bad_values_get_clear_errors(fitted):
+    """Defect 3: an out-of-range target class was an IndexError from deep inside the loss, NaN
+    features a silent NaN loss. ``check`` (one host sync; attacks call it once) and the public
+    helpers raise a ValueError."""
+    _, gmms = fitted
+    feats = _features(4)
+    term = HFCLoss(gmms)
+    y = torch.tensor([0, 1, 2, 3])  # 3 classes fitted
+    for fn in (term.layer_terms, term.nearest_components, lambda y, f: term.check(None, y, f)):
+        with pytest.raises(ValueError, match=r"Target class\(es\) outside \[0, 3\)"):
+            fn(y, feats)
+        with pytest.raises(ValueError, match=r"outside \[0, 3\)"):
+            fn(torch.tensor([0, -1, 0, 0]), feats)
+    nan = dict(feats, deep=feats["deep"].clone())
+    nan["deep"][2, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"layer\(s\) \['deep'\] contain NaN"):
+        term.layer_terms(y % 3, nan)
+    term.check(None, y % 3, feats)  # fine
+
+
 # -- baselines ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def train_feats():

@@ -54,8 +54,9 @@ def amp_dtype(amp: Amp, device: torch.device) -> torch.dtype | None:
 class LossForward:
     """``(x_adv, y) -> (loss (N,), logits (N, K))`` with one forward pass of ``model``.
 
-    ``on_first_logits(K)`` (if set) runs once, before the first loss, when the number of
-    classes is known: the attacks put their single host-syncing value check there.
+    ``on_first_logits(K)`` (if set) and the loss's :meth:`~hfc_edu.attacks.losses.Loss.check`
+    run once, before the first loss, when the number of classes is known: the attacks' value
+    checks that need a host sync go there, never into the step loop.
 
     Args:
         model: an ``nn.Module`` returning logits ``(N, K)`` (or anything ``output_fn``
@@ -101,6 +102,12 @@ class LossForward:
         self._checked = False
         self.on_first_logits: Callable[[int], None] | None = None
 
+    def start(self, check: Callable[[int], None] | None = None) -> None:
+        """Begin a new batch (or chunk): run ``check(K)`` and the loss's value checks again on
+        its first forward."""
+        self.on_first_logits = check
+        self._checked = False
+
     def _autocast(self):
         if self.amp is None:
             return contextlib.nullcontext()
@@ -138,8 +145,10 @@ class LossForward:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample loss ``(N,)`` (fp32) and logits ``(N, K)``."""
         logits, feats = self.logits_and_features(x)
-        if not self._checked and self.on_first_logits is not None:
-            self.on_first_logits(logits.shape[1])  # label range checks, once per attack
+        if not self._checked:  # value checks with a host sync: once per attack, not per step
+            if self.on_first_logits is not None:
+                self.on_first_logits(logits.shape[1])
+            self.loss.check(logits, y, feats)
         value = self.loss(logits, y, feats)
         if not self._checked:
             if not isinstance(value, torch.Tensor) or value.shape != (x.shape[0],):

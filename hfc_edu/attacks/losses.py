@@ -26,12 +26,18 @@ class Loss:
     """Base class. Subclasses implement ``__call__(logits, y, features) -> (N,)``.
 
     ``needs_features`` tells the attack whether it must run a feature extractor.
+    :meth:`check` holds the value checks that need a host sync (label ranges, NaN features):
+    an attack calls it once, on its first forward pass, and ``__call__`` runs at every step
+    without them.
     """
 
     needs_features: bool = False
 
     def __call__(self, logits: torch.Tensor, y: torch.Tensor, features: Features) -> torch.Tensor:
         raise NotImplementedError
+
+    def check(self, logits: torch.Tensor, y: torch.Tensor, features: Features) -> None:
+        """Raise ``ValueError`` for inputs this loss cannot use (called once per attack)."""
 
     def __add__(self, other: Loss) -> Loss:
         if not isinstance(other, Loss):
@@ -57,6 +63,10 @@ class SumLoss(Loss):
     def __call__(self, logits, y, features):
         return sum(t(logits, y, features) for t in self.terms)
 
+    def check(self, logits, y, features) -> None:
+        for t in self.terms:
+            t.check(logits, y, features)
+
     def __repr__(self) -> str:
         return " + ".join(repr(t) for t in self.terms)
 
@@ -70,6 +80,9 @@ class ScaledLoss(Loss):
 
     def __call__(self, logits, y, features):
         return self.weight * self.loss(logits, y, features)
+
+    def check(self, logits, y, features) -> None:
+        self.loss.check(logits, y, features)
 
     def __repr__(self) -> str:
         return f"{self.weight:g} * {self.loss!r}"
@@ -90,34 +103,51 @@ class CrossEntropy(Loss):
 
 
 class CWMargin(Loss):
-    """Carlini–Wagner margin with confidence ``kappa``.
+    """Carlini–Wagner margin with confidence ``kappa`` (Carlini & Wagner, S&P 2017).
 
     Untargeted: ``max(z_y - max_{j!=y} z_j, -kappa)``; targeted: ``max(max_{j!=t} z_j - z_t, -kappa)``.
-    Both are minimised; the margin is computed with a mask, so negative logits are handled.
+    Both are minimised; the margin is computed with a mask, so negative logits are handled
+    (``(1 - onehot) * logits`` would take 0 as the best other logit).
     """
 
     def __init__(self, targeted: bool = False, kappa: float = 0.0) -> None:
-        if kappa < 0:
-            raise ValueError(f"kappa must be >= 0, got {kappa}.")
+        if isinstance(kappa, bool) or not isinstance(kappa, int | float) or not kappa >= 0:
+            raise ValueError(f"kappa must be a float >= 0, got {kappa!r}.")
         self.targeted, self.kappa = targeted, float(kappa)
 
-    def __call__(self, logits, y, features):
+    def margin(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` the margin before the κ clamp: < 0 once the attack is past the boundary,
+        <= −κ once it is past it with confidence κ (targeted: ``max_{j≠t} z_j − z_t``,
+        untargeted: ``z_y − max_{j≠y} z_j``)."""
         logits = logits.float()
         own = logits.gather(1, y[:, None]).squeeze(1)
         other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
-        margin = other - own if self.targeted else own - other
-        return margin.clamp(min=-self.kappa)
+        return other - own if self.targeted else own - other
+
+    def __call__(self, logits, y, features):
+        return self.margin(logits, y).clamp(min=-self.kappa)
 
     def __repr__(self) -> str:
         return f"CWMargin(targeted={self.targeted}, kappa={self.kappa:g})"
 
 
-def classification_loss(name: str | Loss, targeted: bool, kappa: float = 0.0) -> Loss:
-    """``"ce"`` or ``"cw"`` as a :class:`Loss` with the attack's direction; a Loss is returned as is."""
+def classification_loss(name: str | Loss, targeted: bool, kappa: float | None = None) -> Loss:
+    """``"ce"`` or ``"cw"`` as a :class:`Loss` with the attack's direction; a Loss is returned as is.
+
+    ``kappa`` is the CW margin's confidence (None: 0); it configures ``"cw"`` only, and giving
+    it with another loss raises instead of being ignored.
+    """
     if isinstance(name, Loss):
+        if kappa is not None:
+            raise ValueError(
+                f"kappa configures the 'cw' loss; the given loss {name!r} is a Loss object: set "
+                "its confidence inside it, e.g. CWMargin(targeted, kappa)."
+            )
         return name
     if name == "ce":
+        if kappa is not None:
+            raise ValueError("kappa configures the 'cw' loss, not 'ce': pass loss='cw' with it.")
         return CrossEntropy(targeted)
     if name == "cw":
-        return CWMargin(targeted, kappa)
+        return CWMargin(targeted, 0.0 if kappa is None else kappa)
     raise ValueError(f"Unknown loss {name!r}: use 'ce', 'cw' or a hfc_edu.attacks.losses.Loss.")

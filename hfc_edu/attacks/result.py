@@ -1,4 +1,4 @@
-"""``AttackResult``: what an attack returns besides the adversarial images."""
+"""``AttackResult``, the one result type of every attack, and the one attack-success rule."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ class AttackResult:
         loss: ``(N,)`` the attack's loss at ``x_adv`` (the quantity it minimised).
         logits: ``(N, K)`` model logits at ``x_adv`` (fp32).
         eps: ``(N,)`` budget per sample (None for CW-L2, which has no budget).
-        steps: gradient steps actually run (fewer than asked after an early stop).
+        steps: gradient steps actually run (fewer than asked after an early stop); for an
+            attack run in chunks (``batch_size``), the most any chunk ran.
     """
 
     x_adv: torch.Tensor
@@ -42,10 +43,59 @@ class AttackResult:
         return self.x_adv.shape[0]
 
 
-def is_success(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
-    """``(N,)`` bool: ``argmax == y`` if targeted (y = targets), else ``argmax != y``."""
-    pred = logits.argmax(1)
+def is_success(pred: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """``(N,)`` bool, the attack-success rule: the prediction equals the target ``y`` if
+    ``targeted``, else differs from the true class ``y``.
+
+    ``pred`` is either logits ``(N, K)`` (their argmax is the prediction) or predicted
+    classes ``(N,)``; ``y`` is moved to ``pred``'s device.
+    """
+    if pred.ndim == 2:
+        pred = pred.argmax(1)
+    elif pred.ndim != 1:
+        raise ValueError(
+            f"pred must be logits (N, K) or predicted classes (N,), got {tuple(pred.shape)}."
+        )
+    y = y.to(pred.device)
     return pred == y if targeted else pred != y
+
+
+def concat_results(parts: list[AttackResult]) -> AttackResult:
+    """One :class:`AttackResult` from the results of consecutive chunks of a batch."""
+    if len(parts) == 1:
+        return parts[0]
+    eps = None if parts[0].eps is None else torch.cat([p.eps for p in parts])
+    return AttackResult(
+        x_adv=torch.cat([p.x_adv for p in parts]),
+        success=torch.cat([p.success for p in parts]),
+        linf=torch.cat([p.linf for p in parts]),
+        l2=torch.cat([p.l2 for p in parts]),
+        loss=torch.cat([p.loss for p in parts]),
+        logits=torch.cat([p.logits for p in parts]),
+        eps=eps,
+        steps=max(p.steps for p in parts),
+    )
+
+
+def split_result(res: AttackResult, k: int) -> list[AttackResult]:
+    """Split a result on ``k`` stacked copies of a batch into ``k`` results (one per copy)."""
+    n = len(res) // k
+    out = []
+    for i in range(k):
+        s = slice(i * n, (i + 1) * n)
+        out.append(
+            AttackResult(
+                x_adv=res.x_adv[s],
+                success=res.success[s],
+                linf=res.linf[s],
+                l2=res.l2[s],
+                loss=res.loss[s],
+                logits=res.logits[s],
+                eps=None if res.eps is None else res.eps[s],
+                steps=res.steps,
+            )
+        )
+    return out
 
 
 def perturbation_norms(x_adv: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,7 +116,7 @@ def evaluate(
     eps: torch.Tensor | None,
     steps: int,
 ) -> AttackResult:
-    """One forward pass at ``x_adv`` -> :class:`AttackResult`."""
+    """One forward pass at ``x_adv`` -> :class:`AttackResult` (the attack's last forward)."""
     loss, logits = fwd(x_adv, y)
     linf, l2 = perturbation_norms(x_adv, x)
     return AttackResult(
@@ -79,3 +129,13 @@ def evaluate(
         eps=eps,
         steps=steps,
     )
+
+
+__all__ = [
+    "AttackResult",
+    "concat_results",
+    "evaluate",
+    "is_success",
+    "perturbation_norms",
+    "split_result",
+]

@@ -6,118 +6,58 @@ The book's chapter on attacks uses these to draw accuracy-against-ε curves for 
     from hfc_edu.experiments.robustness import accuracy_vs_eps
     df = accuracy_vs_eps(model, x, y, ["FGSM", "BIM", "PGD", "CW-Linf"], [0, 1 / 256, 2 / 256])
 
-ε is in [0, 1] pixel units (the papers' 1/256 units are written ``k / 256``). Every attack runs
-once per batch for the whole ε grid (the attacks' ε-list support stacks the copies of the
-batch), and ε = 0 is answered by one clean forward pass (every L∞/L2 attack here is the identity
-at ε = 0).
+Attacks are names of :data:`~hfc_edu.attacks.ATTACKS` or :class:`~hfc_edu.attacks.AttackInfo`
+entries (a registered toy attack works here at once). ε is in [0, 1] pixel units (the papers'
+1/256 units are written ``k / 256``). Every attack runs once per batch for the whole ε grid
+(:func:`~hfc_edu.attacks.sweep` stacks the copies of the batch), and ε = 0 is answered by one
+clean forward pass (every L∞/L2 attack here is the identity at ε = 0).
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from hfc_edu.attacks import bim, cw_linf, fgsm, mim, pgd
-from hfc_edu.attacks.result import AttackResult
+from hfc_edu.attacks import AttackInfo, is_success, sweep
+from hfc_edu.attacks.sweep import resolve_attack
+from hfc_edu.checks import check_batch_size, check_eps_list, check_images, check_labels
 from hfc_edu.protocol import predict
 
 log = logging.getLogger(__name__)
 
-#: Attacks that :func:`accuracy_vs_eps` knows by name (all take ``eps`` as a list).
-ATTACKS: dict[str, Callable[..., list[AttackResult]]] = {
-    "FGSM": fgsm,
-    "BIM": bim,
-    "PGD": pgd,
-    "MIM": mim,
-    "CW-Linf": cw_linf,
-}
-
-AttackSpec = str | Callable[..., list[AttackResult]]
+AttackSpec = str | AttackInfo
 COLUMNS = ["attack", "eps", "eps_256", "accuracy", "success_rate", "n", "n_correct"]
 
 
 def _check_xy(x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None) -> None:
-    if not isinstance(x, torch.Tensor) or x.ndim not in (4, 5) or not x.is_floating_point():
-        raise ValueError(
-            "x must be a float tensor of images in [0, 1], (N, C, H, W) or (N, C, D, H, W); got "
-            f"{type(x).__name__} {tuple(x.shape) if isinstance(x, torch.Tensor) else ''}."
-        )
-    for name, t in (("y", y), ("targets", targets)):
-        if t is None:
-            continue
-        if not isinstance(t, torch.Tensor) or t.is_floating_point() or t.shape != (len(x),):
-            raise ValueError(
-                f"{name} must be an integer tensor of shape ({len(x)},), one class per image; "
-                f"got {type(t).__name__} {tuple(t.shape) if isinstance(t, torch.Tensor) else ''}."
-            )
+    check_images(x)
+    check_labels(y, x)
+    if targets is not None:
+        check_labels(targets, x, "targets")
 
 
 def _check_eps_grid(eps_grid: Sequence[float]) -> list[float]:
-    if isinstance(eps_grid, str | bytes) or not isinstance(eps_grid, Sequence | np.ndarray):
-        raise TypeError("eps_grid must be a list of floats in pixel units, e.g. [0, 1/256, 2/256].")
-    eps = [float(e) for e in eps_grid]
-    if not eps:
-        raise ValueError("eps_grid is empty; pass e.g. [0, 1/256, 2/256].")
-    bad = [e for e in eps if not math.isfinite(e) or e < 0 or e > 1]
-    if bad:
-        raise ValueError(
-            f"eps values must be in [0, 1] pixel units, got {bad}; the papers' '1/256 units' are "
-            "written as eps=k/256 (e.g. 4/256, not 4)."
-        )
-    if len(set(eps)) != len(eps):
-        raise ValueError(f"eps_grid has repeated values: {eps}.")
-    return eps
+    return check_eps_list(eps_grid, "eps_grid")
 
 
-def _resolve(attack: AttackSpec) -> tuple[str, Callable[..., list[AttackResult]]]:
-    if isinstance(attack, str):
-        if attack not in ATTACKS:
-            raise ValueError(
-                f"Unknown attack {attack!r}; choose from {list(ATTACKS)} or pass a callable."
-            )
-        return attack, ATTACKS[attack]
-    if callable(attack):
-        return getattr(attack, "__name__", type(attack).__name__), attack
-    raise TypeError(
-        f"An attack must be a name in {list(ATTACKS)} or a callable, got {type(attack).__name__}."
-    )
-
-
-def _attacks(
-    attacks: Sequence[AttackSpec] | Mapping[str, AttackSpec] | AttackSpec,
-) -> dict[str, Callable]:
+def _attacks(attacks: Sequence[AttackSpec] | Mapping[str, AttackSpec] | AttackSpec) -> dict:
+    """``{label: AttackInfo}`` from names, AttackInfos, a list of them or a label mapping."""
     if isinstance(attacks, Mapping):
-        out = {str(k): _resolve(v)[1] for k, v in attacks.items()}
+        out = {str(k): resolve_attack(v) for k, v in attacks.items()}
     else:
-        if isinstance(attacks, str) or callable(attacks):
+        if isinstance(attacks, str | AttackInfo):
             attacks = [attacks]
-        out = dict(_resolve(a) for a in attacks)
+        infos = [resolve_attack(a) for a in attacks]
+        out = {info.name: info for info in infos}
+        if len(out) != len(infos):
+            raise ValueError("Two attacks share a name; pass a {label: attack} mapping.")
     if not out:
-        raise ValueError(f"No attacks given; choose from {list(ATTACKS)}.")
-    return out
-
-
-def _call(
-    fn: Callable, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs
-) -> list[AttackResult]:
-    """Call ``fn`` with the keyword arguments its signature accepts (None values dropped)."""
-    params = inspect.signature(fn).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    kw = {k: v for k, v in kwargs.items() if v is not None and (takes_any or k in params)}
-    out = fn(model, x, y, **kw)
-    if isinstance(out, AttackResult):
-        out = [out]
-    if not isinstance(out, list) or not all(isinstance(r, AttackResult) for r in out):
-        raise TypeError(
-            f"Attack {getattr(fn, '__name__', fn)!r} must return a list of AttackResult (one per eps)."
-        )
+        raise ValueError("No attacks given; pass names such as ['FGSM', 'PGD'].")
     return out
 
 
@@ -137,15 +77,17 @@ def adversarial_predictions(
     """Predicted classes after ``attack`` at every ε: ``(len(eps_grid), N)`` int64, on CPU.
 
     Untargeted on the true classes ``y`` unless ``targets`` is given (then targeted, with
-    ``y_true=y``). ``steps`` and ``attack_kwargs`` go to attacks that accept them; attacks with
-    a random start get a ``torch.Generator`` seeded with ``seed`` (results do not depend on the
-    order attacks are run in). Row ``i`` for ``eps_grid[i] == 0`` is the clean prediction.
+    ``y_true=y``). ``steps`` reaches iterative attacks, a ``torch.Generator`` seeded with
+    ``seed`` the attacks with a random start (results do not depend on the order attacks are
+    run in), as :meth:`~hfc_edu.attacks.AttackInfo.run` passes them; ``attack_kwargs`` must be
+    options of the attack. Row ``i`` for ``eps_grid[i] == 0`` is the clean prediction.
     """
     _check_xy(x, y, targets)
     eps = _check_eps_grid(eps_grid)
-    _, fn = _resolve(attack)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+    info = resolve_attack(attack)
+    if check_batch_size(batch_size) is None:
+        raise ValueError("batch_size must be an int >= 1, got None.")
+    info.check_options(attack_kwargs)
     y = y.to(x.device)
     nonzero = [e for e in eps if e > 0]
     preds = torch.empty(len(eps), len(x), dtype=torch.long)
@@ -160,18 +102,12 @@ def adversarial_predictions(
     generator = torch.Generator(device=gen_device).manual_seed(seed)
     for s in range(0, len(x), batch_size):
         xb, yb = x[s : s + batch_size], y[s : s + batch_size]
-        kw = dict(
-            attack_kwargs, eps=nonzero, steps=steps, generator=generator, sweep_batch=batch_size
-        )
+        kw = dict(attack_kwargs, steps=steps, generator=generator, sweep_batch=batch_size)
         if targets is not None:
             tb = targets[s : s + batch_size].to(x.device)
-            results = _call(fn, model, xb, tb, targeted=True, y_true=yb, **kw)
+            results = sweep(info, model, xb, tb, eps=nonzero, targeted=True, y_true=yb, **kw)
         else:
-            results = _call(fn, model, xb, yb, **kw)
-        if len(results) != len(nonzero):
-            raise RuntimeError(
-                f"Attack returned {len(results)} results for {len(nonzero)} eps values."
-            )
+            results = sweep(info, model, xb, yb, eps=nonzero, **kw)
         for row, res in zip(rows, results, strict=True):
             preds[row, s : s + len(xb)] = res.logits.argmax(1).cpu()
     return preds
@@ -201,15 +137,17 @@ def accuracy_vs_eps(
         model: classifier on images in [0, 1] returning logits ``(N, K)``.
         x: ``(N, C, H, W)`` or ``(N, C, D, H, W)`` test images in [0, 1].
         y: ``(N,)`` true classes.
-        attacks: names from :data:`ATTACKS` (``"FGSM"``, ``"BIM"``, ``"PGD"``, ``"MIM"``,
-            ``"CW-Linf"``), callables with the attacks' signature (e.g.
-            ``functools.partial(pgd, norm="l2")``), or a ``{label: attack}`` mapping.
+        attacks: names from :data:`~hfc_edu.attacks.ATTACKS` (``"FGSM"``, ``"BIM"``,
+            ``"PGD"``, ``"MIM"``, ``"CW-Linf"``) or :class:`~hfc_edu.attacks.AttackInfo` entries
+            (e.g. ``ATTACKS.get("PGD").with_options("PGD-L2", norm="l2")``), or a
+            ``{label: attack}`` mapping.
         eps_grid: budgets in pixel units (``k / 256`` for the papers' units), 0 allowed.
         targets: ``(N,)`` target classes for a targeted attack (default: untargeted).
         steps: iterations for iterative attacks (default: each attack's default, 10).
         batch_size: images per attack call; at most this many images per forward pass.
         seed: seed of the random start (PGD).
-        attack_kwargs: passed to every attack that accepts them (e.g. ``kappa=10``).
+        attack_kwargs: options given to every attack; each must be an option of every attack
+            (else ``ValueError``). One attack's own options: :meth:`AttackInfo.with_options`.
 
     Returns:
         ``pandas.DataFrame`` with one row per (attack, ε) and columns ``attack``, ``eps``,
@@ -221,20 +159,22 @@ def accuracy_vs_eps(
     _check_xy(x, y, targets)
     eps = _check_eps_grid(eps_grid)
     named = _attacks(attacks)
+    for info in named.values():  # before any work: an option one attack lacks raises here
+        info.check_options(attack_kwargs)
     y_cpu = y.detach().cpu().long()
     t_cpu = targets.detach().cpu().long() if targets is not None else None
     rows = []
-    for name, fn in named.items():
+    for name, info in named.items():
         preds = adversarial_predictions(
-            model, x, y, fn, eps, targets=targets, steps=steps, batch_size=batch_size, seed=seed,
-            **attack_kwargs,
+            model, x, y, info, eps, targets=targets, steps=steps, batch_size=batch_size,
+            seed=seed, **attack_kwargs,
         )  # fmt: skip
         correct = (
             preds[eps.index(0.0)] == y_cpu if 0.0 in eps else predict(model, x, batch_size) == y_cpu
         )
         n_correct = int(correct.sum())
         for i, e in enumerate(eps):
-            hit = preds[i] == t_cpu if t_cpu is not None else preds[i] != y_cpu
+            hit = is_success(preds[i], t_cpu if t_cpu is not None else y_cpu, t_cpu is not None)
             success = int(hit[correct].sum()) / n_correct if n_correct else float("nan")
             rows.append(
                 {
@@ -276,40 +216,12 @@ def minimal_eps(
         **attack_kwargs,
     )  # fmt: skip
     ref = (targets if targets is not None else y).detach().cpu().long()
-    hit = preds == ref if targets is not None else preds != ref
-    clean_hit = predict(model, x, batch_size)
-    clean_hit = clean_hit == ref if targets is not None else clean_hit != ref
+    targeted = targets is not None
+    hit = torch.stack([is_success(p, ref, targeted) for p in preds])
+    clean_hit = is_success(predict(model, x, batch_size), ref, targeted)
     values = torch.tensor(eps, dtype=torch.float64)[:, None].expand_as(hit)
     out = torch.where(hit, values, torch.full_like(values, math.inf)).amin(0)
     return torch.where(clean_hit, torch.zeros_like(out), out)
-
-
-def attack_subset(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    n: int,
-    *,
-    correct_only: bool = False,
-    seed: int = 0,
-    batch_size: int = 256,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A seeded random subset of at most ``n`` images to attack: ``(x_sub, y_sub, idx)``.
-
-    ``idx`` (sorted, into ``x``) is drawn with ``torch.Generator().manual_seed(seed)``; with
-    ``correct_only`` only images the model classifies correctly are eligible (the papers attack
-    correctly classified test images only). Fewer than ``n`` come back if fewer are eligible.
-    """
-    _check_xy(x, y, None)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}.")
-    eligible = torch.arange(len(x))
-    if correct_only:
-        ok = predict(model, x, batch_size) == y.detach().cpu()
-        eligible = eligible[ok]
-    perm = torch.randperm(len(eligible), generator=torch.Generator().manual_seed(seed))
-    idx = eligible[perm[:n]].sort().values
-    return x[idx.to(x.device)], y[idx.to(y.device)], idx
 
 
 def top_region(score: torch.Tensor, top: float = 0.1) -> torch.Tensor:
@@ -362,10 +274,8 @@ def energy_fraction(delta: torch.Tensor, score: torch.Tensor, top: float = 0.1) 
 
 
 __all__ = [
-    "ATTACKS",
     "accuracy_vs_eps",
     "adversarial_predictions",
-    "attack_subset",
     "energy_fraction",
     "minimal_eps",
     "top_region",

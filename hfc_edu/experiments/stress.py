@@ -9,7 +9,8 @@
 
 :func:`vulnerability_suite` and :func:`stress_suite` run both on several trained models (anything
 with ``.model`` and ``.data``, e.g. :class:`~hfc_edu.models.TrainedModel`) on a seeded sample of
-correctly classified test images, and :func:`stress_summary` condenses the stress table.
+test images (:func:`~hfc_edu.protocol.correct_subset` for the stress test), and
+:func:`stress_summary` condenses the stress table.
 """
 
 from __future__ import annotations
@@ -22,18 +23,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from hfc_edu.attacks.gradient import gradient_attack
-from hfc_edu.attacks.losses import Loss
-from hfc_edu.checks import check_images, check_labels, check_scalar
+from hfc_edu.attacks import Loss, sweep
+from hfc_edu.checks import check_eps_list, check_images
 from hfc_edu.experiments.robustness import accuracy_vs_eps
 from hfc_edu.features import FeatureExtractor
-from hfc_edu.protocol import predict
+from hfc_edu.protocol import correct_subset
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "MeanActivation",
-    "correct_sample",
     "feature_stress_test",
     "stress_suite",
     "stress_summary",
@@ -69,14 +68,6 @@ class MeanActivation(Loss):
         return f"MeanActivation({self.layer!r}, {self.direction!r})"
 
 
-def _check_eps_list(eps: Sequence[float]) -> list[float]:
-    if isinstance(eps, int | float) or not isinstance(eps, Sequence) or not len(eps):
-        raise ValueError(
-            "eps must be a non-empty list of budgets in pixel units, e.g. [1/256, 2/256]."
-        )
-    return [check_scalar(e, "eps") for e in eps]
-
-
 def _layer_list(model: nn.Module, layers: str | Sequence[str] | None) -> list[str]:
     return FeatureExtractor(model, layers=layers).layer_names
 
@@ -103,8 +94,9 @@ def feature_stress_test(
 ) -> pd.DataFrame:
     """The stress test: how far can an ε-bounded attack push a layer's mean activation?
 
-    For every layer ``l`` and direction, L∞ PGD (α = 2ε/steps, as the classification attacks)
-    minimises ``∓ mean_c GAP(h_l(x'))_c`` (:class:`MeanActivation`). The move
+    For every layer ``l`` and direction, L∞ PGD (the registered ``"PGD"``, α = 2ε/steps, as
+    the classification attacks; all ε in one :func:`~hfc_edu.attacks.sweep`) minimises
+    ``∓ mean_c GAP(h_l(x'))_c`` (:class:`MeanActivation`). The move
     ``Δh = h(x') − h(x)`` of the scalar ``h = mean_c GAP(h_l)_c`` is divided by the standard
     deviation of ``h`` over the reference images ``x_ref`` (e.g. the training set).
 
@@ -128,9 +120,7 @@ def feature_stress_test(
         )
     if len(x_ref) < 2:
         raise ValueError("x_ref needs at least 2 images to estimate a standard deviation.")
-    eps_list = _check_eps_list(eps)
-    if any(e == 0 for e in eps_list):
-        raise ValueError("eps = 0 moves nothing; give budgets > 0.")
+    eps_list = check_eps_list(eps, positive=True)  # ε = 0 would move nothing
     directions = list(directions)
     bad = [d for d in directions if d not in DIRECTIONS]
     if bad or not directions:
@@ -139,9 +129,7 @@ def feature_stress_test(
         )
     names = _layer_list(model, layers)
     x = x.detach()
-    y = predict(model, x).to(
-        x.device
-    )  # labels are unused by the loss; the attack checks their range
+    y = torch.zeros(len(x), dtype=torch.long, device=x.device)  # MeanActivation ignores labels
     rows = []
     for depth, layer in enumerate(names):
         fx = FeatureExtractor(model, layers=[layer])
@@ -153,13 +141,12 @@ def feature_stress_test(
             )
         h0 = _mean_activation(fx, x, layer, batch_size)
         for direction in directions:
-            advs = gradient_attack(
-                fx, x, y, eps=eps_list, steps=steps, loss=MeanActivation(layer, direction),
+            results = sweep(
+                "PGD", fx, x, y, eps=eps_list, steps=steps, loss=MeanActivation(layer, direction),
                 random_start=random_start, generator=generator, sweep_batch=batch_size,
-                return_result=False,
             )  # fmt: skip
-            for e, xa in zip(eps_list, advs, strict=True):
-                h1 = _mean_activation(fx, xa, layer, batch_size)
+            for e, res in zip(eps_list, results, strict=True):
+                h1 = _mean_activation(fx, res.x_adv, layer, batch_size)
                 shift = ((h1 - h0) / sd).numpy()
                 rows.append(
                     pd.DataFrame(
@@ -198,22 +185,6 @@ def stress_summary(
         }
     )
     return out
-
-
-def correct_sample(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A seeded random sample of at most ``n`` images that ``model`` classifies correctly."""
-    check_images(x)
-    y = check_labels(y, x)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}.")
-    idx = torch.nonzero(predict(model, x).to(x.device) == y).squeeze(1)
-    if len(idx) == 0:
-        raise ValueError("The model classifies none of these images correctly.")
-    perm = torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))
-    pick = idx[perm[:n]].sort().values
-    return x[pick], y[pick]
 
 
 def _unpack(name: str, tm) -> tuple[nn.Module, object]:
@@ -264,7 +235,7 @@ def stress_suite(
     frames = []
     for name, tm in models.items():
         model, data = _unpack(name, tm)
-        x, _ = correct_sample(model, data.x_test, data.y_test, n, seed)
+        x = data.x_test[correct_subset(model, data.x_test, data.y_test, n, seed=seed)]
         ref = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed))[
             :n_ref
         ]

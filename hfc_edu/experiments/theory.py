@@ -6,9 +6,10 @@ For a zoo :class:`~hfc_edu.models.Classifier` with penultimate feature ``z`` and
 direction times a scalar. The functions here measure that on trained models:
 
 * :func:`feature_gradient`: ``∂L/∂z`` (``(N, D)``) for the attack's own loss;
-* :func:`pgd_trajectory`: an L∞ PGD run (the library's :func:`~hfc_edu.attacks.gradient_attack`,
-  one step at a time) that records, at every iterate, ``z``, ``∂L/∂z``, the gradient with
-  respect to every ReLU map, and the first-order prediction of the feature move;
+* :func:`pgd_trajectory`: an L∞ PGD run (the library's random start and sign step,
+  :func:`~hfc_edu.attacks.gradient.linf_step`) that records, at every iterate, ``z``,
+  ``∂L/∂z``, the gradient with respect to every ReLU map, and the first-order prediction of
+  the feature move;
 * :func:`cosines_across_iterations`, :func:`cosines_across_inputs`, :func:`projection_table`,
   :func:`layer_gradient_table`: the tables the chapter plots;
 * :func:`mahalanobis_by_layer`, :func:`mahalanobis_summary`: how far adversarial features lie
@@ -26,9 +27,18 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from hfc_edu.attacks.gradient import gradient_attack, random_start_point
+from hfc_edu.attacks.gradient import linf_step, random_start_point
 from hfc_edu.attacks.losses import Loss, classification_loss
-from hfc_edu.checks import check_images, check_labels, check_scalar
+from hfc_edu.attacks.result import is_success
+from hfc_edu.checks import (
+    batch_view,
+    check_batch_size,
+    check_eps,
+    check_images,
+    check_labels,
+    check_scalar,
+    check_steps,
+)
 from hfc_edu.detectors import MAHA
 from hfc_edu.features import FeatureExtractor
 from hfc_edu.models.zoo import Classifier
@@ -98,7 +108,8 @@ def feature_gradient(
     y: torch.Tensor,
     loss: str | Loss = "ce",
     targeted: bool = False,
-    kappa: float = 0.0,
+    kappa: float | None = None,
+    batch_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``∂L/∂z`` of the attack loss (the quantity attacks minimise) at ``x``.
 
@@ -106,23 +117,32 @@ def feature_gradient(
         model: a zoo Classifier.
         x: images in [0, 1], ``(N, C, H, W)`` or ``(N, C, D, H, W)``.
         y: ``(N,)`` true classes (untargeted) or targets (``targeted=True``).
-        loss: ``"ce"``, ``"cw"`` or a logits-only :class:`~hfc_edu.attacks.losses.Loss`.
+        loss: ``"ce"``, ``"cw"`` (with confidence ``kappa``) or a logits-only
+            :class:`~hfc_edu.attacks.losses.Loss`.
+        batch_size: images per pass (memory, not results); None: one pass.
 
     Returns: ``z (N, D)``, ``∂L/∂z (N, D)`` and the softmax probabilities ``(N, K)``.
     """
     _check_classifier(model)
     check_images(x)
     y = check_labels(y, x)
+    check_batch_size(batch_size)
     loss_fn = classification_loss(loss, targeted, kappa)
     if loss_fn.needs_features:
         raise ValueError(
             "feature_gradient takes a logits-only loss ('ce', 'cw', CrossEntropy, CWMargin)."
         )
+    bs = len(x) if batch_size is None else batch_size
+    zs, gs, ps = [], [], []
     with frozen_eval(model), torch.enable_grad():
-        z = model.embed(x.detach()).detach().requires_grad_(True)
-        logits = model.head(z)
-        (g,) = torch.autograd.grad(loss_fn(logits, y, {}).sum(), z)
-    return z.detach(), g.detach(), logits.detach().softmax(1)
+        for s in range(0, len(x), bs):
+            z = model.embed(x[s : s + bs].detach()).detach().requires_grad_(True)
+            logits = model.head(z)
+            (g,) = torch.autograd.grad(loss_fn(logits, y[s : s + bs], {}).sum(), z)
+            zs.append(z.detach())
+            gs.append(g.detach())
+            ps.append(logits.detach().softmax(1))
+    return torch.cat(zs), torch.cat(gs), torch.cat(ps)
 
 
 @dataclass
@@ -181,7 +201,7 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class _Probe:
-    """One forward at ``x``: z, ∂L/∂z, ∂L/∂h_l (raw maps), ReLU states and ∇ₓ(uᵀz)."""
+    """One forward at ``x``: z, ∂L/∂z, ∂L/∂h_l (raw maps), ReLU states, ∇ₓL and ∇ₓ(uᵀz)."""
 
     def __init__(self, model: Classifier, loss: Loss, layers: Sequence[str]) -> None:
         self.model, self.loss = model, loss
@@ -206,14 +226,15 @@ class _Probe:
     def __call__(self, x: torch.Tensor, y: torch.Tensor, u: torch.Tensor | None):
         x = x.detach().requires_grad_(True)  # parameters are frozen: the graph starts at x
         z, logits, maps = self._forward(x)
-        value = self.loss(logits, y, {}).sum()
-        grads = torch.autograd.grad(value, [z, *maps.values()], retain_graph=u is not None)
+        value = self.loss(logits, y, {}).float().sum()  # as the attacks compute it
+        grads = torch.autograd.grad(value, [x, z, *maps.values()], retain_graph=u is not None)
         gx = None
         if u is not None:
             (gx,) = torch.autograd.grad((z * u).sum(), x)
-        g_maps = dict(zip(maps, grads[1:], strict=True))
+        g_maps = dict(zip(maps, grads[2:], strict=True))
         states = {n: (t.detach() > 0) for n, t in maps.items()}
-        return z.detach(), grads[0].detach(), logits.detach().softmax(1), g_maps, states, gx
+        probs = logits.detach().softmax(1)
+        return z.detach(), grads[1].detach(), probs, g_maps, states, gx, grads[0].detach()
 
 
 def pgd_trajectory(
@@ -225,7 +246,7 @@ def pgd_trajectory(
     alpha: float | None = None,
     loss: str | Loss = "ce",
     targeted: bool = False,
-    kappa: float = 0.0,
+    kappa: float | None = None,
     random_start: str | None = "symmetric",
     generator: torch.Generator | None = None,
     layers: str | Sequence[str] | None = "relu",
@@ -234,9 +255,10 @@ def pgd_trajectory(
 ) -> Trajectory:
     """Run L∞ PGD and record the feature-space gradient at every iterate.
 
-    The steps are the library's :func:`~hfc_edu.attacks.gradient_attack`, called one step at a
-    time from the previous iterate, so ``x_adv`` equals ``pgd(model, x, y, eps=eps, steps=steps,
-    alpha=alpha, ...)`` with the same start. Cost: about three forward/backward passes per step.
+    The start and the steps are the library's (:func:`~hfc_edu.attacks.gradient.random_start_point`,
+    :func:`~hfc_edu.attacks.gradient.linf_step` on the input gradient of the same forward pass
+    that records the iterate), so ``x_adv`` equals ``pgd(model, x, y, eps=eps, steps=steps,
+    alpha=alpha, ...)`` with the same start. Cost: about two forward/backward passes per step.
 
     Args:
         model: a zoo Classifier (eval mode is set for the run).
@@ -254,9 +276,8 @@ def pgd_trajectory(
     _check_classifier(model)
     check_images(x)
     y = check_labels(y, x)
-    eps = check_scalar(eps, "eps", positive=True)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}.")
+    eps = check_eps(eps, positive=True)
+    check_steps(steps)
     alpha = 2.0 * eps / steps if alpha is None else check_scalar(alpha, "alpha", positive=True)
     loss_fn = classification_loss(loss, targeted, kappa)
     if loss_fn.needs_features:
@@ -269,15 +290,14 @@ def pgd_trajectory(
         names = FeatureExtractor(model, layers=layers).layer_names
     else:
         names = list(layers)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if check_batch_size(batch_size) is None:
+        raise ValueError("batch_size must be an int >= 1, got None.")
     if random_start not in ("symmetric", "official", None):
         raise ValueError(
             f"random_start must be 'symmetric', 'official' or None, got {random_start!r}."
         )
     probe = _Probe(model, loss_fn, names)
-    # one PGD step from the previous iterate, exactly as the library's attack takes it
-    step = dict(eps=eps, alpha=alpha, steps=1, targeted=targeted, loss=loss_fn, kappa=kappa)
+    step = dict(eps=eps, alpha=alpha, targeted=targeted)
     parts = []
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size].detach(), y[i : i + batch_size]
@@ -301,9 +321,12 @@ def _trajectory_batch(
     first_order: bool,
 ) -> Trajectory:
     names = probe.fx.layer_names if probe.fx is not None else []
-    eps_b = torch.full((len(x),) + (1,) * (x.ndim - 1), step["eps"], dtype=x.dtype, device=x.device)
+    # per-image (N, 1, ...) budget and step, as the attacks hold them
+    eps_n = torch.full((len(x),), step["eps"], dtype=x.dtype, device=x.device)
+    alpha_n = torch.full_like(eps_n, step["alpha"])
+    eps_b, alpha_b = batch_view(eps_n, x.ndim), batch_view(alpha_n, x.ndim)
     with frozen_eval(model), torch.enable_grad():
-        z0, g0, p0, gmaps0, states0, _ = probe(x, y, None)
+        z0, g0, p0, gmaps0, states0, _, _ = probe(x, y, None)
         u = -g0 / g0.norm(dim=1, keepdim=True).clamp_min(1e-30)
         x_s = random_start_point(x, eps_b, "linf", random_start, generator)
         zs, gs, ps = [], [], []
@@ -312,7 +335,7 @@ def _trajectory_batch(
         pred, act = [], []
         gx_prev = x_prev = None  # ∇ₓ(uᵀz) and the image at the previous iterate
         for s in range(steps + 1):
-            z, g, p, gm, st, gx = probe(x_s, y, u if first_order else None)
+            z, g, p, gm, st, gx, g_loss = probe(x_s, y, u if first_order else None)
             zs.append(z)
             gs.append(g)
             ps.append(p)
@@ -325,10 +348,8 @@ def _trajectory_batch(
             if s == steps:
                 break
             gx_prev, x_prev = gx, x_s
-            x_s = gradient_attack(
-                model, x, y, delta0=x_s - x, random_start=None, return_result=False, **step
-            )
-    pred_final = ps[-1].argmax(1)
+            x_s = linf_step(x_s.clone(), g_loss, x, eps_b, alpha_b)  # one PGD step
+
     return Trajectory(
         z_clean=z0,
         grad_clean=g0,
@@ -338,7 +359,7 @@ def _trajectory_batch(
         probs=torch.stack(ps),
         direction=u,
         x_adv=x_s.detach(),
-        success=pred_final == y if step["targeted"] else pred_final != y,
+        success=is_success(ps[-1], y, step["targeted"]),
         y=y,
         targeted=step["targeted"],
         layer_cos={n: torch.stack(v) for n, v in lcos.items()},

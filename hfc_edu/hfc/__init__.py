@@ -3,13 +3,14 @@
 * :func:`fit_class_gmms` — one Gaussian mixture per (class, layer) on GAP features, cached;
   returns :class:`ClassConditionalGMMs` (torch buffers, :class:`TorchGMM` per layer).
 * :class:`HFCLoss` — the HFC term, a :class:`~hfc_edu.attacks.losses.Loss` to add to a targeted
-  classification loss; :func:`hfc_attack` runs BIM/PGD/MIM/CW-L∞ + HFC in one call.
+  classification loss; :func:`hfc_attack` runs a registered base attack (PGD, BIM, MIM,
+  CW-L∞: :func:`hfc_bases`) + HFC in one call, :func:`feature_attack` any feature term.
 * :func:`hfc_schedule` — the papers' fixed-small-step schedule (``T·α = 2ε``).
 * :mod:`~hfc_edu.hfc.baselines` — stand-ins for the papers' adaptive attacks.
 """
 
 from hfc_edu.cache import CorruptCacheError, model_fingerprint, tensor_fingerprint
-from hfc_edu.hfc.attack import BASES, feature_attack, hfc_attack
+from hfc_edu.hfc.attack import feature_attack, hfc_attack, hfc_bases
 from hfc_edu.hfc.baselines import FeatureMatchingLoss, KDLoss, MahalanobisLoss
 from hfc_edu.hfc.class_gmms import (
     DEFAULT_MAX_CHANNELS,
@@ -22,7 +23,6 @@ from hfc_edu.hfc.loss import HFCLoss
 from hfc_edu.hfc.schedule import DEFAULT_ALPHA_FRACTION, OFFICIAL_ALPHA, hfc_schedule
 
 __all__ = [
-    "BASES",
     "DEFAULT_ALPHA_FRACTION",
     "DEFAULT_MAX_CHANNELS",
     "OFFICIAL_ALPHA",
@@ -38,6 +38,7 @@ __all__ = [
     "fit_gmms_on_features",
     "fit_sklearn_gmm",
     "hfc_attack",
+    "hfc_bases",
     "hfc_schedule",
     "model_fingerprint",
     "tensor_fingerprint",

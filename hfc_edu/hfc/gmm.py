@@ -198,7 +198,11 @@ class TorchGMM(nn.Module):
 
     def component_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """``log N(x; μ_k, Σ_k)``, without the weights: ``(N, D) -> (N, *B, K)``."""
-        return -0.5 * self.mahalanobis_sq(x) + self.log_det - 0.5 * self.dim * LOG_2PI
+        return self._log_prob_whitened(self.whiten(x))
+
+    def _log_prob_whitened(self, r: torch.Tensor) -> torch.Tensor:
+        """``log N`` from the whitened residuals ``r (N, *B, K, D)``: ``(N, *B, K)``."""
+        return -0.5 * r.square().sum(-1) + self.log_det - 0.5 * self.dim * LOG_2PI
 
     def weighted_log_prob(self, x: torch.Tensor, variational: bool = False) -> torch.Tensor:
         """``log π_k + log N(x; μ_k, Σ_k)``: ``(N, D) -> (N, *B, K)``.
@@ -207,6 +211,37 @@ class TorchGMM(nn.Module):
         """
         w = self.variational_log_weights if variational else self.log_weights
         return self.component_log_prob(x) + w
+
+    def nearest_residual(
+        self, x: torch.Tensor, index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """HFC's selected component and whitened residual, one mixture per sample.
+
+        For a class-stacked mixture (batch shape ``(C,)``) and ``index (N,)`` (e.g. each
+        sample's target class): ``k*_n = argmax_k log π_{c,k} + log N(x_n; μ_{c,k}, Σ_{c,k})``
+        with ``c = index[n]`` (chosen without gradient, as :meth:`nearest_component`), and
+        ``r_n = (x_n − μ_{c,k*}) U_{c,k*}``, differentiable in ``x``. ``‖r_n‖²`` is the squared
+        Mahalanobis distance to that component.
+
+        The residuals of every (class, component) come from one batched product (cost
+        ``N·C·K·D²``, exact: the difference is taken before the product), the scores
+        ``(N, C, K)`` from them, and only the selected residual carries the gradient.
+
+        Returns ``r (N, D)`` and ``k* (N,)``. ``index`` must lie in ``[0, C)`` (not checked
+        here: no host sync; :class:`~hfc_edu.hfc.HFCLoss` checks once per attack).
+        """
+        if self.means.ndim != 3:
+            raise ValueError(
+                f"nearest_residual needs one batch dimension (C, K, D), got means of shape "
+                f"{tuple(self.means.shape)}."
+            )
+        r_all = self.whiten(x)  # (N, C, K, D)
+        rows = torch.arange(r_all.shape[0], device=r_all.device)
+        with torch.no_grad():
+            # log π + log N up to the constant −(D/2) log 2π, which the argmax ignores
+            scores = (self.log_weights + self.log_det) - 0.5 * r_all.detach().square().sum(-1)
+            k = scores[rows, index].argmax(-1)
+        return r_all[rows, index, k], k
 
     def log_prob(self, x: torch.Tensor, variational: bool = False) -> torch.Tensor:
         """Mixture log-density ``log Σ_k π_k N(x; μ_k, Σ_k)``: ``(N, D) -> (N, *B)``.

@@ -1,7 +1,7 @@
 """The hierarchical feature constraint (HFC) as an attack loss term.
 
-For every constrained layer ``l`` and the attack's target class ``t`` (Yao et al., the official
-code's ``loss_fn_``)::
+For every constrained layer ``l`` and the attack's target class ``t`` (Yao et al. MICCAI 2021,
+TMI 2023)::
 
     k*  = argmax_k  log π_k + log N(h_l; μ_k, Σ_k)          (target class's GMM, no gradient)
     J_l = ‖(h_l − μ_{k*}) U_{k*}‖² / C_l                    (= Mahalanobis² / C_l)
@@ -9,8 +9,10 @@ code's ``loss_fn_``)::
 
 ``h_l (N, C_l)`` is the GAP feature of layer ``l`` from the attack's own forward pass (the
 attack runs a :class:`~hfc_edu.features.FeatureExtractor`; there is no second forward), ``U``
-the precision-Cholesky factor (``Σ⁻¹ = U Uᵀ``). ``k*`` is picked again at every step.
-Layers wider than ``max_channels`` (512, as the official code) are skipped by default.
+the precision-Cholesky factor (``Σ⁻¹ = U Uᵀ``). ``k*`` is picked again at every step. The
+algebra (whitening, scores, the choice of ``k*``) is :meth:`TorchGMM.nearest_residual
+<hfc_edu.hfc.gmm.TorchGMM.nearest_residual>`. Layers wider than ``max_channels`` (512, as the
+official code) are skipped by default.
 
 Compose it with a classification loss::
 
@@ -19,29 +21,19 @@ Compose it with a classification loss::
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 
 import torch
 
 from hfc_edu.attacks.losses import Features, Loss
 from hfc_edu.hfc.class_gmms import DEFAULT_MAX_CHANNELS, ClassConditionalGMMs
+from hfc_edu.hfc.gmm import TorchGMM
 
 
 def _compute_type(f: torch.Tensor) -> tuple[torch.device, torch.dtype]:
     """float64 features stay float64 (gradient checks); anything else is computed in float32."""
     return f.device, (torch.float64 if f.dtype == torch.float64 else torch.float32)
-
-
-def _whiten_all(h: torch.Tensor, means: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """``r[n, c, k] = (h_n − μ_ck) U_ck``: ``(N, D)``, ``(C, K, D)``, ``(C, K, D, D)`` -> ``(N, C, K, D)``."""
-    return torch.einsum("nckd,ckde->ncke", h[:, None, None, :] - means, u)
-
-
-@torch.no_grad()
-def _choose(r_all: torch.Tensor, bias: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``k* = argmax_k log π_{y,k} + log|U_{y,k}| − ½‖r_{y,k}‖²`` per sample: ``(N,)``."""
-    score = bias - 0.5 * r_all.square().sum(-1)  # (N, C, K)
-    return score[torch.arange(y.shape[0], device=y.device), y].argmax(-1)
 
 
 class HFCLoss(Loss):
@@ -57,8 +49,13 @@ class HFCLoss(Loss):
         layer_weights: optional extra weight ``w_l`` per layer name (default 1 each).
 
     The Mahalanobis term is computed in float32 on the features' device (float64 if the
-    features are float64, e.g. for gradient checks); the converted GMM buffers are cached per
+    features are float64, e.g. for gradient checks); the converted mixtures are cached per
     (device, dtype), and ``gmms`` keeps its float64 buffers.
+
+    Bad input gets a ``ValueError`` at the boundary: shapes at every call (no host sync),
+    values (target classes in ``[0, C)``, finite features) in :meth:`check`, which an attack
+    calls once (not once per step) and :meth:`layer_terms` / :meth:`nearest_components` call
+    themselves.
     """
 
     needs_features = True
@@ -113,17 +110,27 @@ class HFCLoss(Loss):
         self.lam = lam
         #: the factor in front of J_l (already divided by C_l) per layer: λ · w_l.
         self.weights: dict[str, float] = {n: lam * float(layer_weights.get(n, 1.0)) for n in chosen}
+        self._converted: dict[tuple[str, torch.device, torch.dtype], TorchGMM] = {}
 
     def __repr__(self) -> str:
         return f"HFCLoss(layers={len(self.layers)}, K={self.gmms.n_components}, lam={self.lam:g})"
 
-    def _check(self, y: torch.Tensor, features: Features) -> None:
+    def mixture(self, name: str, device: torch.device, dtype: torch.dtype) -> TorchGMM:
+        """Layer ``name``'s class-stacked :class:`TorchGMM` on ``device``/``dtype`` (cached)."""
+        key = (name, torch.device(device), dtype)
+        if key not in self._converted:
+            self._converted[key] = copy.deepcopy(self.gmms.layer(name)).to(device, dtype)
+        return self._converted[key]
+
+    def _check_shapes(self, y: torch.Tensor, features: Features) -> None:
         missing = [n for n in self.layers if n not in features]
         if missing:
             raise ValueError(
                 f"HFCLoss constrains layer(s) {missing}, which the attack's features do not "
                 f"contain ({list(features)}). Attack with FeatureExtractor(model, layers=gmms.layer_names)."
             )
+        if not isinstance(y, torch.Tensor) or y.ndim != 1:
+            raise ValueError("y (the target classes) must be a 1-D tensor of class indices.")
         for n in self.layers:
             f = features[n]
             if f.ndim != 2 or f.shape[1] != self.gmms.channels[n] or f.shape[0] != y.shape[0]:
@@ -133,39 +140,55 @@ class HFCLoss(Loss):
                     "model or the FeatureExtractor does not pool (use pool='gap')."
                 )
 
+    def check(self, logits: torch.Tensor | None, y: torch.Tensor, features: Features) -> None:
+        """Shapes, target classes in ``[0, C)`` and finite features (one host sync)."""
+        self._check_shapes(y, features)
+        c = self.gmms.num_classes
+        y = y.detach()
+        flags = [((y < 0) | (y >= c)).any()]
+        flags += [(~torch.isfinite(features[n].detach())).any().to(y.device) for n in self.layers]
+        bad = torch.stack(flags).tolist()
+        if bad[0]:
+            raise ValueError(
+                f"Target class(es) outside [0, {c}): the GMMs cover {c} classes (min target "
+                f"{int(y.min())}, max {int(y.max())}); HFC needs the GMMs of every target class."
+            )
+        nonfinite = [n for n, b in zip(self.layers, bad[1:], strict=True) if b]
+        if nonfinite:
+            raise ValueError(
+                f"The features of layer(s) {nonfinite} contain NaN or inf values: the model "
+                "produced them for these images (check the input and the model's weights)."
+            )
+
     @torch.no_grad()
     def nearest_components(self, y: torch.Tensor, features: Features) -> dict[str, torch.Tensor]:
         """``k*`` per layer ``(N,)``: the most likely component of the target class's GMM."""
         y = y.long()
-        self._check(y, features)
+        self.check(None, y, features)
         dev, dt = _compute_type(features[self.layers[0]])
-        out = {}
-        for n in self.layers:
-            means, u, bias = self.gmms.packed(n, dev, dt)
-            out[n] = _choose(_whiten_all(features[n].to(dt), means, u), bias, y)
-        return out
+        return {
+            n: self.mixture(n, dev, dt).nearest_residual(features[n].to(dt), y)[1]
+            for n in self.layers
+        }
 
     def layer_terms(self, y: torch.Tensor, features: Features) -> dict[str, torch.Tensor]:
-        """Unweighted ``J_l = ‖(h_l − μ_{k*}) U_{k*}‖² / C_l`` per layer, each ``(N,)``.
-
-        ``r = (h − μ) U`` is computed for every (class, component) in one batched matmul
-        (cost N·C·K·D², exact: the difference is taken before the product); ``k*`` is read
-        from it without gradient, and only the selected ``r`` enters the loss.
-        """
+        """Unweighted ``J_l = ‖(h_l − μ_{k*}) U_{k*}‖² / C_l`` per layer, each ``(N,)``."""
         y = y.long()
-        self._check(y, features)
+        self.check(None, y, features)
+        return self._layer_terms(y, features)
+
+    def _layer_terms(self, y: torch.Tensor, features: Features) -> dict[str, torch.Tensor]:
         dev, dt = _compute_type(features[self.layers[0]])
-        rows = torch.arange(y.shape[0], device=dev)
         out = {}
         for n in self.layers:
-            means, u, bias = self.gmms.packed(n, dev, dt)
-            r_all = _whiten_all(features[n].to(dt), means, u)  # (N, C, K, D)
-            k = _choose(r_all.detach(), bias, y)
-            out[n] = r_all[rows, y, k].square().sum(1) / means.shape[-1]
+            r, _ = self.mixture(n, dev, dt).nearest_residual(features[n].to(dt), y)
+            out[n] = r.square().sum(1) / self.gmms.channels[n]
         return out
 
     def __call__(self, logits: torch.Tensor, y: torch.Tensor, features: Features) -> torch.Tensor:
-        terms = self.layer_terms(y, features)
+        y = y.long()
+        self._check_shapes(y, features)  # values: check(), once per attack
+        terms = self._layer_terms(y, features)
         return sum(self.weights[n] * t for n, t in terms.items())
 
 

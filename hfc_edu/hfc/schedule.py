@@ -1,7 +1,8 @@
 """HFC's step schedule: a fixed small step α and ``T = 2·⌊ε/α⌋`` iterations (path length 2ε).
 
-The official code ties the number of iterations to ε instead of fixing it (base attacks use
-T = 10, α = 2ε/10). Its step sizes, in [0, 1] pixel units (§3.5.4 of the spec):
+The official code (Yao et al. MICCAI 2021 / TMI 2023) ties the number of iterations to ε
+instead of fixing it (base attacks use T = 10, α = 2ε/10). Its step sizes, in [0, 1] pixel
+units:
 
 ========================  ===============  =====  ======  ======
 dataset / model           α                T at ε = 1, 2, 4 /256
@@ -23,6 +24,8 @@ CPU-friendly cost (the ResNet-50 rows use 4-10 times more steps). For ablations 
 from __future__ import annotations
 
 import math
+
+from hfc_edu.checks import check_eps, check_steps
 
 #: The official code's HFC step sizes α (pixel units in [0, 1]) per (dataset, model).
 OFFICIAL_ALPHA: dict[tuple[str, str], float] = {
@@ -52,15 +55,9 @@ def hfc_schedule(
     * ``steps`` only: ``alpha = 2ε/steps`` (e.g. ``steps=10`` is the base attacks' schedule);
     * both: returned unchanged (after validation).
     """
-    if (
-        isinstance(eps, bool)
-        or not isinstance(eps, int | float)
-        or not math.isfinite(eps)
-        or eps <= 0
-    ):
-        raise ValueError(f"eps must be a finite float > 0, got {eps!r}.")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}.")
+    eps = check_eps(eps, positive=True)
+    if steps is not None:
+        check_steps(steps)
     if alpha is not None and (
         isinstance(alpha, bool) or not isinstance(alpha, int | float) or not alpha > 0
     ):
