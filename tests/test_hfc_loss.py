@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
-from scipy.special import logsumexp
-from sklearn.covariance import LedoitWolf
 from sklearn.mixture import GaussianMixture
 
 from hfc_edu.attacks.losses import CrossEntropy, Loss
 from hfc_edu.hfc import (
     OFFICIAL_ALPHA,
     ClassConditionalGMMs,
-    FeatureMatchingLoss,
     HFCLoss,
-    KDLoss,
-    MahalanobisLoss,
     TorchGMM,
     hfc_schedule,
 )
@@ -204,81 +197,6 @@ def test_bad_values_get_clear_errors(fitted):
 
 
 # -- baselines ----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def train_feats():
-    g = torch.Generator().manual_seed(5)
-    y = torch.arange(90) % 3
-    return {
-        "a": torch.randn(90, 4, generator=g, dtype=torch.float64) + y[:, None],
-        "b": torch.randn(90, 6, generator=g, dtype=torch.float64) * 2 - y[:, None],
-    }, y
-
-
-def test_feature_matching(train_feats):
-    feats, y = train_feats
-    fm = FeatureMatchingLoss.from_features(feats, y, 3)
-    assert fm.layers == ["b"] and fm.needs_features
-    q = _features(5, seed=7)
-    q = {"b": q["deep"][:, :5].repeat(1, 2)[:, :6]}
-    t = torch.tensor([0, 1, 2, 0, 1])
-    mu = torch.stack([feats["b"][y == c].mean(0) for c in range(3)])
-    ref = ((q["b"] - mu[t]) ** 2).sum(1) / 6
-    torch.testing.assert_close(fm(None, t, q), ref)
-
-
-def test_mahalanobis_baseline(train_feats):
-    feats, y = train_feats
-    ml = MahalanobisLoss.from_features(feats, y, 3)
-    assert ml.layers == ["a", "b"]
-    q = {n: f[:7] + 0.3 for n, f in feats.items()}
-    t = torch.tensor([2, 1, 0, 2, 1, 0, 0])
-    ref = 0
-    for n, f in feats.items():
-        mu = torch.stack([f[y == c].mean(0) for c in range(3)])
-        prec = np.linalg.inv(LedoitWolf().fit((f - mu[y]).numpy()).covariance_)
-        diff = (q[n] - mu[t]).numpy()
-        ref = ref + np.einsum("nd,de,ne->n", diff, prec, diff) / f.shape[1]
-    np.testing.assert_allclose(ml(None, t, q).numpy(), ref, rtol=1e-8)
-    qs = tuple(v.clone().requires_grad_(True) for v in q.values())
-    assert torch.autograd.gradcheck(lambda a, b: ml(None, t, {"a": a, "b": b}), qs)
-
-
-def test_kd_baseline(train_feats):
-    feats, y = train_feats
-    bw = 1.5
-    kd = KDLoss.from_features(feats, y, 3, layer="a", bandwidth=bw)
-    q = feats["a"][:8] + 0.5
-    t = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-    ref = []
-    for i, c in enumerate(t.tolist()):
-        f = feats["a"][y == c].numpy()
-        d2 = ((q[i].numpy() - f) ** 2).sum(1)
-        ref.append(
-            logsumexp(-d2 / (2 * bw**2)) - math.log(len(f)) - 2 * math.log(2 * math.pi * bw**2)
-        )
-    np.testing.assert_allclose(kd.log_density(q, t).numpy(), ref, rtol=1e-10)
-    np.testing.assert_allclose(kd(None, t, {"a": q}).numpy(), -np.array(ref), rtol=1e-10)
-    assert torch.autograd.gradcheck(
-        lambda h: kd(None, t, {"a": h}), (q.clone().requires_grad_(True),)
-    )
-    # float32 features give float32 values close to the float64 ones
-    np.testing.assert_allclose(kd(None, t, {"a": q.float()}).numpy(), -np.array(ref), rtol=1e-4)
-
-
-def test_baseline_bad_input(train_feats):
-    feats, y = train_feats
-    with pytest.raises(ValueError, match="not in the features"):
-        KDLoss.from_features(feats, y, 3, layer="zzz")
-    with pytest.raises(ValueError, match="needs training features"):
-        FeatureMatchingLoss.from_features(feats, y, 4)
-    kd = KDLoss.from_features(feats, y, 3, layer="a")
-    with pytest.raises(ValueError, match="features do not contain"):
-        kd(None, y[:3], {"b": feats["b"][:3]})
-    with pytest.raises(ValueError, match="bandwidth"):
-        KDLoss(feats["a"], y, "a", 3, bandwidth=0.0)
-
-
-# -- schedule -----------------------------------------------------------------------------
 def test_schedule():
     eps = 2 / 256
     assert hfc_schedule(eps) == (pytest.approx(eps / 20), 40)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from hfc_edu.attacks import ATTACKS, AttackInfo, targets
+from hfc_edu.checks import check_eps_list
 from hfc_edu.config import Profile, get_profile
 from hfc_edu.data.dataset import ImageDataset
 from hfc_edu.detectors import DETECTORS, Detector, DetectorContext, FeatureSet, default_detectors
@@ -39,25 +39,6 @@ DetectorSpec = str | Detector
 
 
 # ----------------------------------------------------------------------------------- checks
-def _check_eps(eps: float | Sequence[float]) -> list[float]:
-    values = [eps] if isinstance(eps, int | float) else list(eps)
-    if not values:
-        raise ValueError("eps is empty; pass a float such as 1/256 or a list of floats.")
-    out = []
-    for e in values:
-        if isinstance(e, bool) or not isinstance(e, int | float):
-            raise TypeError(f"eps values must be floats in pixel units, got {e!r}.")
-        if not math.isfinite(e) or not 0 < e <= 1:
-            raise ValueError(
-                f"eps must be in (0, 1] pixel units, got {e}; the papers' '1/256 units' are "
-                "written eps=k/256 (e.g. 1/256, not 1)."
-            )
-        out.append(float(e))
-    if len(set(out)) != len(out):
-        raise ValueError(f"Repeated eps values: {out}.")
-    return out
-
-
 def _check_count(name: str, value: int | str | None, default: int | None) -> int | None:
     """``None`` -> the profile's ``default``; ``"all"`` -> None (all); else an int >= 2."""
     if value is None:
@@ -302,7 +283,7 @@ def run_detection(
             f"data must be an hfc_edu ImageDataset (hfc_edu.data.load_task), got {type(data).__name__}."
         )
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
-    eps_list = _check_eps(eps)
+    eps_list = check_eps_list([eps] if isinstance(eps, int | float) else eps, positive=True)
     attack_infos = _attacks(attacks)
     if order not in ("random", "file"):
         raise ValueError(f"order must be 'random' or 'file', got {order!r}.")
