@@ -239,3 +239,21 @@ def test_repository_url_is_one_setting():
         text=True,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+#: Characters a code line may have: the book's code column shows about 75 without scrolling.
+MAX_CODE_COLUMNS = 75
+
+
+def test_notebook_code_fits_the_page_column():
+    import json
+
+    long = []
+    for path in sorted((REPO / "book").glob("*.ipynb")):
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            if cell["cell_type"] != "code" or "remove-cell" in cell["metadata"].get("tags", []):
+                continue
+            for line in "".join(cell["source"]).splitlines():
+                if len(line) > MAX_CODE_COLUMNS:
+                    long.append(f"{path.name} cell {i}: {len(line)} chars: {line[:40]}...")
+    assert not long, "code lines wider than the page column:\n" + "\n".join(long[:20])

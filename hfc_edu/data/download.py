@@ -93,9 +93,10 @@ def fetch(
         if _local_md5(local) != md5:
             warn_once(
                 local,
-                "%s is not the official file (MD5 differs from %s): using it as your local copy. "
-                "Numbers may differ slightly from runs on the official download.",
-                local,
+                "%s in your data folder is not the official file (MD5 differs from %s): using it "
+                "as your local copy. Numbers may differ slightly from runs on the official "
+                "download.",
+                local.name,
                 md5,
             )
         return local
