@@ -117,7 +117,10 @@ register_task(TaskInfo("dermoscopy", load_dermoscopy, (128,), 128,
                        "without its file: DermaMNIST melanoma vs rest (HAM10000), a different "
                        "task", "CC-0 (ISIC 2017); DermaMNIST: CC BY-NC 4.0",
                        # 2,000 training images, trained from scratch: 8 epochs leave it near
-                       # chance; model selection on the 150 validation images (never test).
+                       # chance. 60 epochs, selected on the 150 validation images (never test):
+                       # seed 0 (shipped) test AUC 0.752, balanced accuracy 0.715; seed 1 reached
+                       # validation AUC 0.794 but test AUC 0.567 (150 validation images with 30
+                       # melanomas select noisily).
                        train_overrides={"epochs": 60}))
 register_task(TaskInfo("cifar10", lambda size, download: load_cifar10(download), (32,), 32,
                        "CIFAR-10, natural images, 10 classes",
