@@ -48,7 +48,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(
         f"test     accuracy {tm.test['accuracy']:.3f}  balanced accuracy {tm.test['balanced_accuracy']:.3f}  AUC {tm.test['auc']:.3f}"
     )
-    print(f"saved    {tm.path}")
+    print(f"{'weights' if tm.source == 'shipped' else 'saved':9s}{tm.path}")
     return 0
 
 

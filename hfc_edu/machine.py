@@ -90,3 +90,24 @@ def fingerprint_diff(a: dict[str, str], b: dict[str, str]) -> dict[str, tuple[st
 
 
 __all__ = ["FINGERPRINT_ENV", "cpu_vendor", "fingerprint_diff", "machine_fingerprint", "onednn_isa"]
+
+
+#: Kernel variables that move an AVX-512 (or newer) machine onto AVX2 code paths.
+AVX2_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+#: Kernel variables that move an AVX2 machine onto its baseline (SSE) code paths.
+BASELINE_KERNELS = {
+    "ATEN_CPU_CAPABILITY": "default",
+    "ONEDNN_MAX_CPU_ISA": "SSE41",
+    "MKL_CBWR": "COMPATIBLE",
+}
+
+
+def other_kernels() -> dict[str, str]:
+    """Environment variables that make torch, oneDNN and MKL on this machine pick kernels
+    other than their own choice, to see another machine's numerics here: AVX2 code paths on
+    a machine whose torch picks AVX-512, the baseline (SSE) paths on a machine that is AVX2
+    already (there the AVX2 variables would change nothing)."""
+    import torch
+
+    native = torch.backends.cpu.get_cpu_capability().upper()
+    return dict(BASELINE_KERNELS if native in ("AVX2", "DEFAULT") else AVX2_KERNELS)

@@ -11,7 +11,6 @@ import seaborn as sns
 import torch
 from sklearn.metrics import roc_curve
 
-
 #: Widest figure that the book's text column shows without shrinking (inches at 100 dpi of CSS).
 MAX_WIDTH_IN = 7.5
 

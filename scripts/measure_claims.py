@@ -2,7 +2,8 @@
 """Measure how much each chapter's claims vary, to set the claim checks' tolerances.
 
 Runs chapters (without saving them) under several seeds and with this machine's CPU kernels
-and with other kernels (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2``),
+and with other kernels (:func:`hfc_edu.machine.other_kernels`: AVX2 code paths on an AVX-512
+machine, the baseline SSE paths on an AVX2 machine, where the AVX2 variables change nothing),
 collects every :func:`hfc_edu.claims.check` value and prints, per claim, the range measured
 next to the range the check allows::
 
@@ -28,7 +29,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from execute_notebooks import _expand, execute_notebook, kernel_env  # noqa: E402
 
-OTHER_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+from hfc_edu.machine import other_kernels  # noqa: E402
 
 
 def _run(args: tuple[Path, int, str, str, int]) -> tuple[str, int, str, str | None, float]:
@@ -42,7 +43,7 @@ def _run(args: tuple[Path, int, str, str, int]) -> tuple[str, int, str, str | No
     )
     env["HFC_EDU_CLAIMS_RUN"] = f"seed={seed} kernels={kernels}"
     if kernels == "other":
-        env.update(OTHER_KERNELS)
+        env.update(other_kernels())
     res = execute_notebook(path, timeout=timeout, env=env, write=False)
     return path.name, seed, kernels, res.error, res.seconds
 

@@ -31,7 +31,6 @@ from tests.conftest import requires_data
         ("chest_xray", 28, (1, 28, 28), 2),
         ("chest_xray", 128, (1, 128, 128), 2),
         ("fundus", 28, (3, 28, 28), 2),
-        ("dermoscopy", None, (3, 128, 128), 2),
         ("cifar10", None, (3, 32, 32), 10),
         ("adrenal3d", 28, (1, 28, 28, 28), 2),
     ],
@@ -62,16 +61,6 @@ def test_fundus_binarisation_rule():
     assert torch.equal(fundus.y_train, (grades.y_train > 0).long())
     assert fundus.class_names == ("no DR", "DR")
     assert fundus.notes  # the rule is stated
-
-
-@requires_data
-def test_dermoscopy_split_is_stratified_and_seeded():
-    a, b = load_task("dermoscopy"), load_task("dermoscopy")
-    assert torch.equal(a.y_test, b.y_test)
-    total = len(a.y_train) + len(a.y_val) + len(a.y_test)
-    assert total == 557
-    frac = [float(s.float().mean()) for s in (a.y_train, a.y_val, a.y_test)]
-    assert max(frac) - min(frac) < 0.05
 
 
 def test_offline_error_names_file_url_and_place(tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
-"""Data: the book's tasks (MedMNIST 2D and 3D, binary task views, ISIC dermoscopy, CIFAR) and
-your own.
+"""Data: the book's tasks (MedMNIST 2D and 3D, binary task views, ISIC 2017 dermoscopy,
+CIFAR) and your own.
 
 Every dataset is an :class:`ImageDataset`: float32 images ``(N, C, H, W)`` or ``(N, C, D, H, W)``
 in [0, 1] and int64 labels ``(N,)``, in train, val and test splits.
@@ -25,9 +25,9 @@ put it.
 from hfc_edu.data.chest_xray import load_chest_xray
 from hfc_edu.data.cifar import load_cifar10, load_cifar100_subset
 from hfc_edu.data.dataset import ImageDataset, to_tensor_images
+from hfc_edu.data.dermoscopy import load_dermoscopy
 from hfc_edu.data.download import ChecksumError, DataNotFoundError
 from hfc_edu.data.fundus import load_fundus
-from hfc_edu.data.loaders import load_dermoscopy
 from hfc_edu.data.medmnist import load_medmnist
 from hfc_edu.data.npz import load_npz
 from hfc_edu.data.root import data_root

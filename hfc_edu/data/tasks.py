@@ -28,8 +28,8 @@ from types import MappingProxyType
 from hfc_edu.data.chest_xray import load_chest_xray
 from hfc_edu.data.cifar import load_cifar10, load_cifar100_subset
 from hfc_edu.data.dataset import ImageDataset
+from hfc_edu.data.dermoscopy import load_dermoscopy
 from hfc_edu.data.fundus import load_fundus
-from hfc_edu.data.loaders import load_dermoscopy
 from hfc_edu.data.medmnist import MEDMNIST, load_medmnist
 from hfc_edu.registry import Registry
 
@@ -111,9 +111,17 @@ register_task(TaskInfo("chest_xray", load_chest_xray, _2D, 128,
 register_task(TaskInfo("fundus", load_fundus, _2D, 28,
                        "binary fundoscopy (RetinaMNIST): DR grade 0 vs grades 1-4",
                        f"RetinaMNIST, {_MEDMNIST_SOURCE}; DeepDRiD", "CC BY 4.0"))
-register_task(TaskInfo("dermoscopy", lambda size, download: load_dermoscopy(), (128,), 128,
-                       "binary dermoscopy (ISIC UDA-1): benign vs malignant",
-                       "ISIC Archive collection UDA-1", "CC0"))
+register_task(TaskInfo("dermoscopy", load_dermoscopy, (128,), 128,
+                       "binary dermoscopy (ISIC 2017): melanoma vs nevus or seborrheic keratosis",
+                       "ISIC 2017 challenge, Part 3 task 1 (Codella et al., arXiv:1710.05006); "
+                       "without its file: DermaMNIST melanoma vs rest (HAM10000), a different "
+                       "task", "CC-0 (ISIC 2017); DermaMNIST: CC BY-NC 4.0",
+                       # 2,000 training images, trained from scratch: 8 epochs leave it near
+                       # chance. 60 epochs, selected on the 150 validation images (never test):
+                       # seed 0 (shipped) test AUC 0.752, balanced accuracy 0.715; seed 1 reached
+                       # validation AUC 0.794 but test AUC 0.567 (150 validation images with 30
+                       # melanomas select noisily).
+                       train_overrides={"epochs": 60}))
 register_task(TaskInfo("cifar10", lambda size, download: load_cifar10(download), (32,), 32,
                        "CIFAR-10, natural images, 10 classes",
                        "CIFAR-10 (Krizhevsky, 2009)", _CIFAR_LICENCE))
