@@ -67,7 +67,7 @@ def load_dermoscopy(size: int = SIZE, download: bool = True) -> ImageDataset:
     path = find_local(ISIC2017_FILE, (ISIC2017_SUBDIR, ""))
     if path is not None:
         ds = _load_isic2017(str(path), path.stat().st_mtime_ns).replace()
-        warn_once(path, "%s: ISIC 2017 dermoscopy. %s", path, ds.notes[-1], logger=log)
+        warn_once(path, "%s: ISIC 2017 dermoscopy. %s", path.name, ds.notes[-1], logger=log)
         return ds
     try:
         derma = load_medmnist("dermamnist", SIZE, download)
