@@ -1,5 +1,0 @@
-import sys
-
-from hfc_edu.cli import main
-
-sys.exit(main())
