@@ -78,6 +78,34 @@ def tpr_at_tnr(neg, pos, tnr: float = 0.9) -> float:
     return float(np.mean(pos > thr))
 
 
+def class_matched_auc(neg, neg_classes, pos, pos_classes) -> float:
+    """AUC with every positive compared only with negatives of its own class.
+
+    ``neg_classes`` are the true classes of the negatives, ``pos_classes`` the classes the
+    positives are classified as (their attack targets). Per class ``c``: the AUC of the
+    negatives of class ``c`` against the positives of class ``c``; the result is their mean
+    weighted by the positives per class. Classes with positives but no negatives raise.
+
+    A detector that only tells the classes apart reads 0.5 here, whereas the plain AUC rewards it
+    whenever the positives' classes are mixed differently from the negatives' (binary tasks:
+    every attack flips the class, so they always are).
+    """
+    neg, pos = _scores(neg, "Negative scores"), _scores(pos, "Positive scores")
+    nc = np.asarray(torch.as_tensor(neg_classes).cpu()).reshape(-1)
+    pc = np.asarray(torch.as_tensor(pos_classes).cpu()).reshape(-1)
+    if nc.size != neg.size or pc.size != pos.size:
+        raise ValueError(
+            f"Classes must align with the scores: {nc.size} negative classes for {neg.size} "
+            f"scores, {pc.size} positive classes for {pos.size}."
+        )
+    total = 0.0
+    for c in np.unique(pc):
+        if not (nc == c).any():
+            raise ValueError(f"Positives of class {c} have no negatives of that class to compare.")
+        total += (pc == c).sum() * roc_auc(neg[nc == c], pos[pc == c])
+    return float(total / pos.size)
+
+
 def _check_tnr(tnr: float) -> None:
     if not 0.0 < tnr < 1.0:
         raise ValueError(f"tnr must be in (0, 1), got {tnr}.")
@@ -220,6 +248,7 @@ __all__ = [
     "N_BOOTSTRAP",
     "RESULT_COLUMNS",
     "bootstrap_ci",
+    "class_matched_auc",
     "detection_metrics",
     "result_row",
     "results_table",

@@ -67,6 +67,25 @@ def correct_subset(
     return idx.sort().values if ordered else idx
 
 
+def per_class_subset(y: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """Positions of up to ``n`` seeded random rows of every class of ``y`` (classes in order).
+
+    One generator seeded with ``seed`` draws a permutation per class, in class order; a class
+    with fewer than ``n`` rows gives all of them (e.g. the images that fit HFC's mixtures).
+    """
+    y = torch.as_tensor(y).cpu().reshape(-1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}.")
+    if y.numel() == 0:
+        raise ValueError("y is empty.")
+    g = torch.Generator().manual_seed(seed)
+    parts = []
+    for c in range(int(y.max()) + 1):
+        idx = torch.nonzero(y == c).flatten()
+        parts.append(idx[torch.randperm(len(idx), generator=g)[:n]])
+    return torch.cat(parts)
+
+
 def split_indices(
     n: int, train_fraction: float = 0.7, shuffle: bool = False, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,6 +259,7 @@ __all__ = [
     "correct_mask",
     "correct_subset",
     "make_noisy",
+    "per_class_subset",
     "predict",
     "split_detection_set",
     "split_indices",

@@ -182,7 +182,9 @@ def test_evaluate_new_examples_matches_the_table(report):
     assert torch.equal(new.success, run.success[te.index])
     old = report.table[report.table.attack == "PGD"].set_index("detector")
     got = new.table.set_index("detector")
-    assert list(new.table.columns) == RESULT_COLUMNS and (got["attack"] == "again").all()
+    assert list(new.table.columns) == RESULT_COLUMNS + ["auc_matched", "auc_gap"]
+    assert (got["attack"] == "again").all()
+    np.testing.assert_allclose(got["auc_gap"], (got["auc"] - 0.5).abs())
     for d in ("KD", "LID", "MAHA", "DFeat", "QFeat", "SVM", "DNN"):
         for col in ("auc", "auc_low", "auc_high", "tpr90", "tpr95", "n_pos", "n_neg"):
             assert got.loc[d, col] == pytest.approx(old.loc[d, col], abs=1e-9), (d, col)
@@ -317,3 +319,37 @@ def test_partial_results_instead_of_a_late_crash(tiny, caplog):
     none = _run(tiny, attacks=[never], detectors=("KD",))
     assert none.table.empty and list(none.table.columns) == RESULT_COLUMNS
     assert [s.attack for s in none.skipped] == ["Identity"]
+
+
+def test_class_matched_auc_and_stand_ins(report, tiny):
+    """Clean images of the target class are the floor of hiding; matching removes class mix."""
+    from hfc_edu.experiments.bypass import (
+        STAND_IN,
+        bypass_table,
+        near_chance,
+        shift_along_attack,
+        stand_ins,
+    )
+
+    model, data = tiny
+    run = report.run("PGD")
+    x_si = stand_ins(report, run, data, seed=0)
+    assert x_si.shape == run.test_clean.shape
+    # each stand-in is a correctly classified, unattacked test image of the target class
+    rows = [(data.x_test == xi).flatten(1).all(1).nonzero().flatten() for xi in x_si]
+    pos = torch.stack([r[0] for r in rows])
+    assert torch.equal(data.y_test[pos], run.test_targets)
+    assert not torch.isin(pos, report.index).any()
+    again = stand_ins(report, run, data, seed=0)
+    assert torch.equal(again, x_si)
+    table = bypass_table(run, {"PGD-again": run.x_adv[run.splits.test.index]}, stand_in=x_si)
+    assert list(table["attack"].unique()) == [STAND_IN, "PGD-again"]
+    assert table["auc_matched"].between(0, 1).all()
+    assert near_chance(0.5) and near_chance(0.4) and not near_chance(0.39)
+    with pytest.raises(ValueError, match="empty"):
+        bypass_table(run, {})
+    groups = {STAND_IN: x_si, "PGD": run.x_adv[run.splits.test.index]}
+    shift = shift_along_attack(model, groups, STAND_IN, "PGD")
+    assert abs(shift[STAND_IN]) < 1.0 < shift["PGD"]  # PGD moves along its own direction
+    with pytest.raises(ValueError, match="not one of the groups"):
+        shift_along_attack(model, groups, STAND_IN, "HFC")

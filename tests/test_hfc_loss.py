@@ -14,6 +14,7 @@ from hfc_edu.hfc import (
     HFCLoss,
     TorchGMM,
     hfc_schedule,
+    typical_floor,
 )
 
 LAYERS = {"shallow": 3, "deep": 5, "wide": 7}
@@ -215,3 +216,47 @@ def test_schedule():
         hfc_schedule(0.0)
     with pytest.raises(ValueError, match="steps must be"):
         hfc_schedule(0.01, steps=0)
+
+
+def test_floor_is_a_hinge_on_each_layer_term(fitted):
+    _, gmms = fitted
+    feats = _features(40)
+    y = torch.arange(40) % C
+    term = HFCLoss(gmms, max_channels=None)
+    raw = term.layer_terms(y, feats)
+    floor = typical_floor(term, feats, y, q=0.5)
+    assert set(floor) == set(term.layers) and all(v.shape == (C,) for v in floor.values())
+    for n, v in floor.items():  # the median of each class's J, per layer
+        for c in range(C):
+            assert v[c] == pytest.approx(raw[n][y == c].quantile(0.5).item())
+    hinged = HFCLoss(gmms, max_channels=None, lam=2.0, floor=floor)(None, y, feats)
+    expect = sum(2.0 * (raw[n] - floor[n][y]).clamp_min(0) for n in term.layers)
+    torch.testing.assert_close(hinged, expect)
+    # about half of each class is below its median in every layer: the hinge zeroes them
+    assert (hinged == 0).sum() < len(y) and hinged.min() == 0
+    zero = {n: torch.zeros(C) for n in term.layers}
+    torch.testing.assert_close(
+        HFCLoss(gmms, max_channels=None, floor=zero)(None, y, feats), term(None, y, feats)
+    )
+    assert "floor" in repr(HFCLoss(gmms, max_channels=None, floor=floor))
+
+
+def test_floor_bad_input(fitted):
+    _, gmms = fitted
+    term = HFCLoss(gmms, max_channels=None)
+    ok = {n: torch.ones(C) for n in term.layers}
+    with pytest.raises(ValueError, match="missing"):
+        HFCLoss(gmms, max_channels=None, floor={"deep": torch.ones(C)})
+    with pytest.raises(ValueError, match="not constrained"):
+        HFCLoss(gmms, layers=["deep"], floor=ok)
+    with pytest.raises(ValueError, match="one per class"):
+        HFCLoss(gmms, max_channels=None, floor={**ok, "deep": torch.ones(C + 1)})
+    with pytest.raises(ValueError, match="one per class"):
+        HFCLoss(gmms, max_channels=None, floor={**ok, "deep": -torch.ones(C)})
+    with pytest.raises(TypeError, match="typical_floor"):
+        HFCLoss(gmms, max_channels=None, floor=[1.0, 2.0])
+    feats = _features(12)
+    with pytest.raises(ValueError, match="at least 5"):
+        typical_floor(term, feats, torch.arange(12) % C)
+    with pytest.raises(ValueError, match="q must be"):
+        typical_floor(term, _features(30), torch.arange(30) % C, q=1.0)

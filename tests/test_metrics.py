@@ -11,6 +11,7 @@ from hfc_edu.detectors import SVM, FeatureSet
 from hfc_edu.metrics import (
     RESULT_COLUMNS,
     bootstrap_ci,
+    class_matched_auc,
     detection_metrics,
     result_row,
     results_table,
@@ -142,3 +143,21 @@ def test_metric_errors():
         tpr_at_tnr([0.0, float("nan")], [1.0])
     with pytest.raises(ValueError, match="tnr"):
         tpr_at_tnr([0.0], [1.0], tnr=90)
+
+
+def test_class_matched_auc_ignores_a_class_only_detector():
+    """A score that only tells the classes apart: plain AUC rewards the class mix, matched is 0.5."""
+    neg_classes = np.array([0] * 30 + [1] * 10)
+    pos_classes = np.array([1] * 20 + [0] * 5)  # attacks flip the class: the mix differs
+    neg, pos = neg_classes.astype(float), pos_classes.astype(float)
+    assert roc_auc(neg, pos) > 0.7
+    assert class_matched_auc(neg, neg_classes, pos, pos_classes) == pytest.approx(0.5)
+    # by hand: weighted mean of the per-class AUCs
+    rng = np.random.default_rng(0)
+    neg, pos = rng.normal(size=40), rng.normal(size=25) + 1
+    want = (20 * roc_auc(neg[neg_classes == 1], pos[:20]) + 5 * roc_auc(neg[:30], pos[20:])) / 25
+    assert class_matched_auc(neg, neg_classes, pos, pos_classes) == pytest.approx(want)
+    with pytest.raises(ValueError, match="no negatives"):
+        class_matched_auc(neg[:30], neg_classes[:30], pos, pos_classes)
+    with pytest.raises(ValueError, match="align"):
+        class_matched_auc(neg, neg_classes[:3], pos, pos_classes)

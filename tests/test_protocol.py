@@ -120,3 +120,15 @@ def test_correct_mask_and_subset_on_a_model():
     feats = FeatureSet.from_images(fx, x)
     fs, is_adv = splits.train.gather(feats, feats, feats)
     assert len(fs) == len(is_adv) == 2 * 6 + 6 and fs.x is not None
+
+
+def test_per_class_subset_draws_n_of_every_class():
+    from hfc_edu.protocol import per_class_subset
+
+    y = torch.tensor([0, 1, 1, 0, 2, 1, 0, 0, 2])
+    idx = per_class_subset(y, 2, seed=3)
+    assert torch.equal(torch.bincount(y[idx]), torch.tensor([2, 2, 2]))
+    assert torch.equal(per_class_subset(y, 2, seed=3), idx)  # seeded
+    assert len(per_class_subset(y, 10)) == len(y)  # small classes give all they have
+    with pytest.raises(ValueError, match="positive int"):
+        per_class_subset(y, 0)

@@ -75,8 +75,15 @@ def _layer_list(model: nn.Module, layers: str | Sequence[str] | None) -> list[st
 def _mean_activation(
     fx: FeatureExtractor, x: torch.Tensor, layer: str, batch_size: int
 ) -> torch.Tensor:
+    return _mean_activations(fx, x, batch_size)[layer]
+
+
+def _mean_activations(
+    fx: FeatureExtractor, x: torch.Tensor, batch_size: int
+) -> dict[str, torch.Tensor]:
+    """``{layer: (N,) mean_c GAP(h_l)_c}`` for every layer of ``fx``, in one pass over ``x``."""
     _, f = fx.extract(x, batch_size)
-    return f[layer].double().mean(1)
+    return {name: v.double().mean(1) for name, v in f.items()}
 
 
 def feature_stress_test(
@@ -131,15 +138,20 @@ def feature_stress_test(
     x = x.detach()
     y = torch.zeros(len(x), dtype=torch.long, device=x.device)  # MeanActivation ignores labels
     rows = []
+    every_layer = FeatureExtractor(
+        model, layers=names
+    )  # one pass over x_ref and x, not one per layer
+    h_refs = _mean_activations(every_layer, x_ref, batch_size)
+    h_cleans = _mean_activations(every_layer, x, batch_size)
     for depth, layer in enumerate(names):
         fx = FeatureExtractor(model, layers=[layer])
-        h_ref = _mean_activation(fx, x_ref, layer, batch_size)
+        h_ref = h_refs[layer]
         sd = float(h_ref.std())
         if sd == 0:
             raise ValueError(
                 f"Layer {layer!r} has zero spread on x_ref; use more or other reference images."
             )
-        h0 = _mean_activation(fx, x, layer, batch_size)
+        h0 = h_cleans[layer]
         for direction in directions:
             results = sweep(
                 "PGD", fx, x, y, eps=eps_list, steps=steps, loss=MeanActivation(layer, direction),

@@ -19,7 +19,7 @@ from hfc_edu.hfc.class_gmms import (
     fit_gmms_on_features,
 )
 from hfc_edu.hfc.gmm import TorchGMM, fit_sklearn_gmm
-from hfc_edu.hfc.loss import HFCLoss
+from hfc_edu.hfc.loss import HFCLoss, typical_floor
 from hfc_edu.hfc.schedule import DEFAULT_ALPHA_FRACTION, OFFICIAL_ALPHA, hfc_schedule
 
 __all__ = [
@@ -42,4 +42,5 @@ __all__ = [
     "hfc_schedule",
     "model_fingerprint",
     "tensor_fingerprint",
+    "typical_floor",
 ]

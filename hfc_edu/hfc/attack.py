@@ -139,14 +139,15 @@ def hfc_attack(
     layers: Sequence[str] | None = None,
     max_channels: int | None = DEFAULT_MAX_CHANNELS,
     layer_weights: Mapping[str, float] | None = None,
+    floor: Mapping[str, torch.Tensor] | None = None,
     check_model: bool = True,
     **kwargs,
 ) -> AttackResult:
     """``base`` attack + HFC toward ``target`` (Yao et al.), with the HFC schedule by default.
 
     ``gmms`` must have been fitted on this model (checked through the weights' fingerprint
-    unless ``check_model=False``). ``lam``, ``layers``, ``max_channels`` and ``layer_weights``
-    configure :class:`HFCLoss`; the other arguments are :func:`feature_attack`'s (e.g.
+    unless ``check_model=False``). ``lam``, ``layers``, ``max_channels``, ``layer_weights`` and
+    ``floor`` configure :class:`HFCLoss`; the other arguments are :func:`feature_attack`'s (e.g.
     ``random_start`` for PGD, ``decay`` for MIM, ``kappa`` for CW-L∞, ``batch_size``).
     """
     if not isinstance(gmms, ClassConditionalGMMs):
@@ -154,8 +155,9 @@ def hfc_attack(
     if check_model:
         gmms.check_model(model)
     term = HFCLoss(
-        gmms, layers=layers, max_channels=max_channels, lam=lam, layer_weights=layer_weights
-    )
+        gmms, layers=layers, max_channels=max_channels, lam=lam, layer_weights=layer_weights,
+        floor=floor,
+    )  # fmt: skip
     return feature_attack(
         model, x, target, eps, term, base=base, alpha=alpha, steps=steps, **kwargs
     )

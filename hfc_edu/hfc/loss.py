@@ -5,7 +5,8 @@ TMI 2023)::
 
     k*  = argmax_k  log π_k + log N(h_l; μ_k, Σ_k)          (target class's GMM, no gradient)
     J_l = ‖(h_l − μ_{k*}) U_{k*}‖² / C_l                    (= Mahalanobis² / C_l)
-    HFC = λ · Σ_l w_l · J_l
+    HFC = λ · Σ_l w_l · J_l                                 (the papers)
+    HFC = λ · Σ_l w_l · max(0, J_l − τ_{l,t})               (with ``floor``: the book's option)
 
 ``h_l (N, C_l)`` is the GAP feature of layer ``l`` from the attack's own forward pass (the
 attack runs a :class:`~hfc_edu.features.FeatureExtractor`; there is no second forward), ``U``
@@ -13,6 +14,10 @@ the precision-Cholesky factor (``Σ⁻¹ = U Uᵀ``). ``k*`` is picked again at 
 algebra (whitening, scores, the choice of ``k*``) is :meth:`TorchGMM.nearest_residual
 <hfc_edu.hfc.gmm.TorchGMM.nearest_residual>`. Layers wider than ``max_channels`` (512, as the
 official code) are skipped by default.
+
+The floor ``τ_{l,t}`` (:func:`typical_floor`: a quantile of ``J_l`` over clean held-out images
+of class ``t``) stops the pull once the features are as typical as clean images of the target
+class, instead of driving them to a component mean (over-hiding, chapter 6 of the book).
 
 Compose it with a classification loss::
 
@@ -47,6 +52,9 @@ class HFCLoss(Loss):
             raise ``ValueError``. None keeps all.
         lam: the global weight λ (official default 1).
         layer_weights: optional extra weight ``w_l`` per layer name (default 1 each).
+        floor: optional ``{layer: (num_classes,) tensor}`` of per-class floors ``τ_{l,c}``
+            (:func:`typical_floor`); the layer's term becomes ``max(0, J_l − τ_{l,t})``. Every
+            constrained layer needs one. None (default): the papers' term.
 
     The Mahalanobis term is computed in float32 on the features' device (float64 if the
     features are float64, e.g. for gradient checks); the converted mixtures are cached per
@@ -67,6 +75,7 @@ class HFCLoss(Loss):
         max_channels: int | None = DEFAULT_MAX_CHANNELS,
         lam: float = 1.0,
         layer_weights: Mapping[str, float] | None = None,
+        floor: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
         if not isinstance(gmms, ClassConditionalGMMs):
             raise TypeError(
@@ -105,6 +114,7 @@ class HFCLoss(Loss):
             raise ValueError(
                 f"layer_weights names layer(s) {unknown} that are not constrained: {chosen}."
             )
+        self.floor = None if floor is None else _check_floor(floor, chosen, gmms.num_classes)
         self.gmms = gmms
         self.layers: list[str] = chosen
         self.lam = lam
@@ -113,7 +123,11 @@ class HFCLoss(Loss):
         self._converted: dict[tuple[str, torch.device, torch.dtype], TorchGMM] = {}
 
     def __repr__(self) -> str:
-        return f"HFCLoss(layers={len(self.layers)}, K={self.gmms.n_components}, lam={self.lam:g})"
+        floor = ", floor" if self.floor is not None else ""
+        return (
+            f"HFCLoss(layers={len(self.layers)}, K={self.gmms.n_components}, lam={self.lam:g}"
+            f"{floor})"
+        )
 
     def mixture(self, name: str, device: torch.device, dtype: torch.dtype) -> TorchGMM:
         """Layer ``name``'s class-stacked :class:`TorchGMM` on ``device``/``dtype`` (cached)."""
@@ -189,7 +203,67 @@ class HFCLoss(Loss):
         y = y.long()
         self._check_shapes(y, features)  # values: check(), once per attack
         terms = self._layer_terms(y, features)
+        if self.floor is not None:
+            terms = {
+                n: (t - self.floor[n].to(t.device, t.dtype)[y]).clamp_min(0)
+                for n, t in terms.items()
+            }
         return sum(self.weights[n] * t for n, t in terms.items())
 
 
-__all__ = ["HFCLoss"]
+def _check_floor(
+    floor: Mapping[str, torch.Tensor], layers: Sequence[str], num_classes: int
+) -> dict[str, torch.Tensor]:
+    if not isinstance(floor, Mapping):
+        raise TypeError("floor must be a dict {layer: (num_classes,) tensor} (typical_floor).")
+    missing = [n for n in layers if n not in floor]
+    extra = [n for n in floor if n not in layers]
+    if missing or extra:
+        raise ValueError(
+            f"floor must name exactly the constrained layers {list(layers)}; missing {missing}, "
+            f"not constrained {extra}."
+        )
+    out = {}
+    for n in layers:
+        t = torch.as_tensor(floor[n], dtype=torch.float64).detach().cpu()
+        if t.shape != (num_classes,) or not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
+            raise ValueError(
+                f"floor[{n!r}] must be {num_classes} finite values >= 0 (one per class), got "
+                f"{t.tolist() if t.numel() <= 10 else tuple(t.shape)}."
+            )
+        out[n] = t
+    return out
+
+
+@torch.no_grad()
+def typical_floor(
+    term: HFCLoss, features: Features, y: torch.Tensor, q: float = 0.5
+) -> dict[str, torch.Tensor]:
+    """Per layer and class, the ``q``-quantile of ``J_l`` of clean images under their own class.
+
+    Args:
+        term: the :class:`HFCLoss` whose layers and mixtures are used.
+        features: GAP features ``{layer: (N, C_l)}`` of clean images the mixtures were NOT
+            fitted on (e.g. the validation split): in-sample distances are too small.
+        y: ``(N,)`` their true classes; every class needs at least 5 images.
+        q: the quantile (0.5: the median clean image of the class).
+
+    Returns ``{layer: (num_classes,) float64}``, for ``HFCLoss(..., floor=...)``.
+    """
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"q must be in (0, 1), got {q}.")
+    y = torch.as_tensor(y).long().cpu()
+    c = term.gmms.num_classes
+    counts = torch.bincount(y, minlength=c)
+    if len(counts) > c or bool((counts < 5).any()):
+        raise ValueError(
+            f"typical_floor needs at least 5 clean images of each of the {c} classes; got counts "
+            f"{counts.tolist()}."
+        )
+    terms = term.layer_terms(y, {n: features[n].detach().cpu() for n in term.layers})
+    return {
+        n: torch.stack([t[y == k].double().quantile(q) for k in range(c)]) for n, t in terms.items()
+    }
+
+
+__all__ = ["HFCLoss", "typical_floor"]

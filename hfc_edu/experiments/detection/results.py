@@ -21,7 +21,7 @@ from torch import nn
 
 from hfc_edu.detectors.base import Detector, FeatureSet
 from hfc_edu.features import FeatureExtractor
-from hfc_edu.metrics import RESULT_COLUMNS, result_row, results_table
+from hfc_edu.metrics import RESULT_COLUMNS, class_matched_auc, result_row, results_table
 from hfc_edu.protocol import DetectionSplits
 
 #: Numeric columns of the results table that :meth:`DetectionReport.pivot` accepts.
@@ -145,7 +145,10 @@ class DetectionRun:
             detectors: a subset of :attr:`detectors` (default: all).
 
         Negatives are the same clean and noisy test images as in :attr:`scores`; only successful
-        new examples are scored. No detector is refitted.
+        new examples are scored. No detector is refitted. Besides the columns of the results
+        table, each row has ``auc_matched`` (:func:`~hfc_edu.metrics.class_matched_auc`: each
+        positive against the negatives of the class it is classified as) and ``auc_gap``
+        (``|auc − 0.5|``).
         """
         clean = self.test_clean
         m = len(clean)
@@ -173,17 +176,20 @@ class DetectionRun:
             )
         pos_fs = adv_fs.subset(success)
         rate = float(success.float().mean())
+        neg_classes = torch.cat([self.test_labels, self.test_labels])  # clean, then noisy
+        pos_classes = adv_fs.pred[success]
         rows, scores = [], {}
         for d in names:
             neg = self.scores[d][0]
             pos = seeded_scores(self.detectors[d], pos_fs, self.seed + 1)
             scores[d] = (neg, pos)
-            rows.append(
-                result_row(
-                    neg, pos, dataset=self.dataset, attack=name, eps=self.eps, detector=d,
-                    success_rate=rate, seed=self.seed,
-                )
+            row = result_row(
+                neg, pos, dataset=self.dataset, attack=name, eps=self.eps, detector=d,
+                success_rate=rate, seed=self.seed,
             )  # fmt: skip
+            row["auc_matched"] = class_matched_auc(neg, neg_classes, pos, pos_classes)
+            row["auc_gap"] = abs(row["auc"] - 0.5)
+            rows.append(row)
         return NewAttackScores(results_table(rows), scores, success)
 
 
