@@ -170,7 +170,7 @@ def main() -> None:
         "--amp",
         default=None,
         help="amp dtype (default bf16 on CPU, fp16 on CUDA); 'off' leaves the amp row out "
-        "(bf16 is very slow on CPUs without native bf16)",
+        "(a shorter run)",
     )
     args = p.parse_args()
     try:
