@@ -138,9 +138,8 @@ def feature_stress_test(
     x = x.detach()
     y = torch.zeros(len(x), dtype=torch.long, device=x.device)  # MeanActivation ignores labels
     rows = []
-    every_layer = FeatureExtractor(
-        model, layers=names
-    )  # one pass over x_ref and x, not one per layer
+    # one pass over x_ref and over x for every layer, not one per layer
+    every_layer = FeatureExtractor(model, layers=names)
     h_refs = _mean_activations(every_layer, x_ref, batch_size)
     h_cleans = _mean_activations(every_layer, x, batch_size)
     for depth, layer in enumerate(names):
