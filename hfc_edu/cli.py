@@ -72,12 +72,94 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from hfc_edu.reproduce import reproduce
+
+    results = reproduce(
+        args.task, size=args.size, profile=args.profile, device=args.device, out=args.out,
+        force=args.force, seed=args.seed, quiet=args.quiet,
+    )  # fmt: skip
+    for r in results:
+        total = sum(r.seconds.values())
+        done = f"ran {', '.join(r.ran)} in {total:.0f} s" if r.ran else "nothing to do"
+        cached = f"; from the folder: {', '.join(r.cached)}" if r.cached else ""
+        print(f"{r.folder}: {done}{cached}")
+        for name, sec in r.seconds.items():
+            print(f"  {name:16s} {sec:7.1f} s")
+        print(f"  report: {r.report} and {r.report.with_suffix('.html')}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from hfc_edu.reproduce import render_report
+
+    md, htm = render_report(args.folder)
+    print(f"report: {md} and {htm}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from hfc_edu.reproduce import compare_runs
+
+    text = compare_runs(args.first, args.second)
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).write_text(text)
+        print(f"comparison: {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hfc-edu", description="Adversarial attacks, detectors and HFC on medical images."
     )
     p.add_argument("--version", action="version", version=f"hfc-edu {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser(
+        "reproduce",
+        help="the papers' experiments on one task (or all), with a report beside their claims",
+    )
+    r.add_argument(
+        "--task",
+        default="chest_xray",
+        help="task name (see `hfc-edu data`) or all; default chest_xray",
+    )
+    r.add_argument(
+        "--size", type=int, default=None, help="image size in px (default: the task's book size)"
+    )
+    r.add_argument(
+        "--profile", default=None, help="book (default), paper or smoke; also $HFC_EDU_PROFILE"
+    )
+    r.add_argument("--device", default=None, help="cpu or cuda (default: cuda where present)")
+    r.add_argument(
+        "--out",
+        default=None,
+        help="results folder (default hfc-edu-results/<task>_<size>_<profile>)",
+    )
+    r.add_argument(
+        "--force",
+        action="append",
+        metavar="STAGE",
+        help="redo a stage (repeatable), or all: redo every stage and replace a folder that "
+        "holds another configuration's results",
+    )
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=_cmd_reproduce)
+
+    rp = sub.add_parser("report", help="re-render the report of a results folder")
+    rp.add_argument("folder", help="a folder written by `hfc-edu reproduce`")
+    rp.set_defaults(func=_cmd_report)
+
+    cp = sub.add_parser("compare", help="two results folders side by side (Markdown)")
+    cp.add_argument("first")
+    cp.add_argument("second")
+    cp.add_argument("--out", default=None, help="write the comparison here instead of stdout")
+    cp.set_defaults(func=_cmd_compare)
 
     t = sub.add_parser("train", help="train (or load from cache) and evaluate a classifier")
     t.add_argument(

@@ -1,11 +1,13 @@
 """Profiles, seeding and device choice: the one call at the top of every notebook.
 
-Two profiles exist:
+Three profiles exist:
 
 * ``book`` (default): runs on 2 CPU cores; compact models; the highest resolution each
   dataset offers up to 128 px. Stored notebook outputs come from this profile on CPU.
 * ``paper``: the papers' scale (224 px, ResNet-50, many iterations); opt-in through
   ``HFC_EDU_PROFILE=paper`` and meant for a GPU.
+* ``smoke``: every code path at a tiny size (tests, and the GPU path on a CPU); its numbers
+  mean nothing.
 """
 
 from __future__ import annotations
@@ -67,6 +69,26 @@ PROFILES: dict[str, Profile] = {
         dnn_iters=30,
         dnn_widths=(16, 32),
         dnn_blocks=3,
+    ),
+    # A tiny run of every code path (CI's test of `hfc-edu reproduce`, the GPU path on a CPU):
+    # the book's classifier training settings (so the shipped 28 px weights answer), everything
+    # else as small as the protocol allows. Its numbers mean nothing.
+    "smoke": Profile(
+        name="smoke",
+        image_size=28,
+        model="compact_resnet",
+        model_3d="compact_resnet",
+        epochs=8,
+        batch_size=64,
+        n_attack=48,
+        attack_steps=3,
+        cw_steps=5,
+        gmm_components=1,
+        mc_passes=2,
+        n_fit=60,
+        dnn_iters=2,
+        dnn_widths=(4, 8),
+        dnn_blocks=1,
     ),
     "paper": Profile(
         name="paper",

@@ -147,6 +147,18 @@ def test_dnn_detector_learns_on_raw_maps():
     np.testing.assert_allclose(det2.score(xt), s, rtol=1e-5)
 
 
+def test_dnn_cached_maps_train_exactly_as_per_batch_forwards():
+    """Maps computed once (the default when they fit in memory) or per mini-batch: same nets."""
+    model = tiny(2)
+    fx = FeatureExtractor(model, layers="blocks")
+    x, lab = _dnn_data(2, 40, seed=1)
+    xt, _ = _dnn_data(2, 10, seed=2)
+    kw = dict(iters=5, batch_size=16, widths=(4, 4), seed=0)
+    cached = DNN(fx, **kw).fit(x, lab)
+    per_batch = DNN(fx, max_cached_bytes=0, **kw).fit(x, lab)
+    np.testing.assert_array_equal(cached.score_layers(xt), per_batch.score_layers(xt))
+
+
 def test_dnn_detector_3d():
     """3D convolutions on CPU are slow: two shallow layers, tiny nets, few iterations."""
     model = tiny(3)

@@ -68,7 +68,11 @@ class DNN(Detector):
         iters, batch_size, lr, weight_decay: training settings (defaults: the HFC code's).
         widths: conv widths (96, 192 in the official net; smaller is much faster on CPU).
         seed: seeds the nets' initialisation and the mini-batch draws.
-        score_batch_size: images per forward pass when scoring.
+        score_batch_size: images per forward pass when scoring (and when caching maps).
+        max_cached_bytes: when the raw maps of all training images fit in this many bytes, they
+            are computed once and the mini-batches index them (the classifier's per-image maps
+            do not depend on the batch, so the nets see the same inputs); else each mini-batch
+            runs the classifier.
 
     ``fit(data, is_adv)`` and ``score(data)`` read the images ``data.x`` (a FeatureSet or a tensor).
     """
@@ -84,6 +88,7 @@ class DNN(Detector):
         widths: tuple[int, int] = (96, 192),
         seed: int = 0,
         score_batch_size: int = 128,
+        max_cached_bytes: int = 1 << 30,
     ) -> None:
         if iters < 1 or batch_size < 1:
             raise ValueError(
@@ -98,6 +103,7 @@ class DNN(Detector):
         self.widths = widths
         self.seed = seed
         self.score_batch_size = score_batch_size
+        self.max_cached_bytes = max_cached_bytes
         names = extractor.layer_names
         if layers is None:
             chosen = names
@@ -127,6 +133,14 @@ class DNN(Detector):
             _, maps = self._maps(xb)
         return maps
 
+    def _all_maps(self, x: torch.Tensor, dev: torch.device) -> dict[str, torch.Tensor]:
+        """The raw maps of every image, on ``dev``, computed in batches of ``score_batch_size``."""
+        parts: dict[str, list[torch.Tensor]] = {}
+        for i in range(0, x.shape[0], self.score_batch_size):
+            for n, m in self._forward_maps(x[i : i + self.score_batch_size].to(dev)).items():
+                parts.setdefault(n, []).append(m)
+        return {n: torch.cat(p) for n, p in parts.items()}
+
     def fit(self, data: FeatureSet | torch.Tensor, is_adv: ArrayLike) -> DNN:
         x = self._images(data)
         y = check_is_adv(is_adv, x.shape[0]).float()
@@ -142,10 +156,15 @@ class DNN(Detector):
         opt = torch.optim.Adam(self.nets_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         bce = nn.BCEWithLogitsLoss()
         g = torch.Generator().manual_seed(self.seed)
+        per_image = sum(m[0].numel() * m.element_size() for m in maps0.values())
+        cached = self._all_maps(x, dev) if per_image * x.shape[0] <= self.max_cached_bytes else None
         self.nets_.train()
         for _ in range(self.iters):
             idx = torch.randint(x.shape[0], (min(self.batch_size, x.shape[0]),), generator=g)
-            maps = self._forward_maps(x[idx].to(dev))
+            if cached is None:
+                maps = self._forward_maps(x[idx].to(dev))
+            else:
+                maps = {n: m[idx.to(dev)] for n, m in cached.items()}
             yb = y[idx].to(dev)
             loss = sum(
                 bce(net(maps[n]), yb) for n, net in zip(self.layer_order_, self.nets_, strict=True)
