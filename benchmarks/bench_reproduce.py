@@ -35,7 +35,8 @@ def main() -> None:
     kw = dict(size=args.size, profile=args.profile, device=args.device, quiet=True)
     print(
         f"hfc-edu reproduce stages: {args.task}, {args.profile} profile, {args.device}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.processor()}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+        f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -49,6 +49,9 @@ class Profile:
     dnn_iters: int = 200  # DNN detector training iterations (the HFC code: 200)
     dnn_widths: tuple[int, int] = (96, 192)  # DNN detector conv widths (the HFC code: 96, 192)
     dnn_blocks: int | None = None  # DNN detector on the last k block outputs (None: every layer)
+    # HFC mixtures: scikit-learn's variational fit (the official code's), or EM in torch on the
+    # device (scikit-learn's GaussianMixture algorithm) where K = 64 makes the CPU fit take hours
+    gmm_backend: str = "sklearn"
     extra: dict = field(default_factory=dict)
 
 
@@ -106,6 +109,7 @@ PROFILES: dict[str, Profile] = {
         dnn_iters=200,
         dnn_widths=(96, 192),
         dnn_blocks=None,
+        gmm_backend="torch",
     ),
 }
 

@@ -160,3 +160,74 @@ def test_fit_is_deterministic_with_a_seed(data):
     np.testing.assert_array_equal(a.means_, b.means_)
     assert isinstance(a, BayesianGaussianMixture)
     assert isinstance(fit_sklearn_gmm(x, 2, bayesian=False), GaussianMixture)
+
+
+# -- EM in torch (the paper profile's fit) ----------------------------------------------------
+def _features(n: int = 300, d: int = 24, seed: int = 0) -> np.ndarray:
+    """Non-negative, correlated features like pooled ReLU maps."""
+    rng = np.random.default_rng(seed)
+    return np.abs(rng.normal(size=(n, 6)) @ rng.normal(size=(6, d)) + 0.3 * rng.normal(size=(n, d)))
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(max_iter=4, tol=0.0)])
+def test_torch_em_reproduces_sklearn_gaussian_mixture(kw):
+    """Same k-means start, same EM: parameters and log-likelihoods to float64 rounding."""
+    import warnings
+
+    from hfc_edu.hfc import fit_torch_gmm
+
+    x = _features()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning for max_iter=4
+        est = GaussianMixture(5, covariance_type="full", random_state=0, **kw).fit(x)
+    gmm, info = fit_torch_gmm(x, 5, random_state=0, **kw)
+    assert (info["n_iter"], info["converged"]) == (est.n_iter_, est.converged_)
+    assert info["lower_bound"] == pytest.approx(est.lower_bound_, abs=1e-9)
+    np.testing.assert_allclose(gmm.means.numpy(), est.means_, atol=1e-10)
+    np.testing.assert_allclose(gmm.log_weights.exp().numpy(), est.weights_, atol=1e-12)
+    np.testing.assert_allclose(
+        gmm.log_prob(torch.as_tensor(x)).numpy(), est.score_samples(x), rtol=0, atol=1e-8
+    )
+
+
+def test_torch_em_from_given_parameters_and_its_errors():
+    from hfc_edu.hfc import fit_torch_gmm
+
+    x = _features(d=8)
+    w0, mu0, p0 = np.full(3, 1 / 3), x[[0, 100, 200]], np.stack([np.eye(8)] * 3)
+    est = GaussianMixture(
+        3, covariance_type="full", max_iter=6, tol=0.0,
+        weights_init=w0, means_init=mu0, precisions_init=p0,
+    ).fit(x)  # fmt: skip
+    gmm, _ = fit_torch_gmm(
+        x, 3, max_iter=6, tol=0.0, weights_init=w0, means_init=mu0, precisions_init=p0
+    )
+    np.testing.assert_allclose(
+        gmm.log_prob(torch.as_tensor(x)).numpy(), est.score_samples(x), rtol=0, atol=1e-8
+    )
+    with pytest.raises(ValueError, match="together"):
+        fit_torch_gmm(x, 3, means_init=mu0)
+    with pytest.raises(ValueError, match="cannot fit"):
+        fit_torch_gmm(x[:2], 3)
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        fit_torch_gmm(x[None], 3)
+
+
+def test_torch_backend_of_the_class_gmms():
+    from hfc_edu.hfc import fit_gmms_on_features
+
+    x = torch.as_tensor(_features(n=120, d=6)).float()
+    y = torch.arange(120) % 2
+    g = fit_gmms_on_features(
+        {"a": x}, y, 2, "fp", n_components=2, bayesian=False, backend="torch", n_init=2
+    )
+    ref = fit_gmms_on_features({"a": x}, y, 2, "fp", n_components=2, bayesian=False, n_init=1)
+    assert g.settings["backend"] == "torch" and "backend" not in ref.settings
+    lp, lp_ref = g.layer("a").log_prob(x.double()), ref.layer("a").log_prob(x.double())
+    assert lp.shape == lp_ref.shape == (120, 2)
+    # n_init=2 keeps the better of two starts: at least scikit-learn's single start
+    assert lp.mean() >= lp_ref.mean() - 1e-6
+    with pytest.raises(ValueError, match="bayesian=False"):
+        fit_gmms_on_features({"a": x}, y, 2, "fp", backend="torch")
+    with pytest.raises(ValueError, match="backend must be"):
+        fit_gmms_on_features({"a": x}, y, 2, "fp", backend="jax")

@@ -36,11 +36,23 @@ LAMBDAS: tuple[float, ...] = (1.0, 0.3, 0.1)
 
 
 def task_gmms(
-    model: nn.Module, data: ImageDataset, n_fit: int, n_components: int, seed: int = 0
+    model: nn.Module,
+    data: ImageDataset,
+    n_fit: int | None,
+    n_components: int,
+    seed: int = 0,
+    backend: str = "sklearn",
 ) -> ClassConditionalGMMs:
-    """Class-conditional GMMs (cached) on ``n_fit`` seeded training images per class."""
-    idx = per_class_subset(data.y_train, n_fit, seed=seed)
-    return fit_class_gmms(model, data.x_train[idx], data.y_train[idx], n_components=n_components)
+    """Class-conditional GMMs (cached) on ``n_fit`` seeded training images per class (None:
+    all). ``backend="torch"`` fits by EM on the model's device (the paper profile's choice)."""
+    if n_fit is None:
+        idx = torch.arange(len(data.y_train))
+    else:
+        idx = per_class_subset(data.y_train, n_fit, seed=seed)
+    kw = {} if backend == "sklearn" else dict(backend=backend, bayesian=False)
+    return fit_class_gmms(
+        model, data.x_train[idx], data.y_train[idx], n_components=n_components, **kw
+    )
 
 
 def validation_floor(

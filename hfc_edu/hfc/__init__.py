@@ -21,6 +21,7 @@ from hfc_edu.hfc.class_gmms import (
 from hfc_edu.hfc.gmm import TorchGMM, fit_sklearn_gmm
 from hfc_edu.hfc.loss import HFCLoss, typical_floor
 from hfc_edu.hfc.schedule import DEFAULT_ALPHA_FRACTION, OFFICIAL_ALPHA, hfc_schedule
+from hfc_edu.hfc.torch_em import fit_torch_gmm
 
 __all__ = [
     "DEFAULT_ALPHA_FRACTION",
@@ -37,6 +38,7 @@ __all__ = [
     "fit_class_gmms",
     "fit_gmms_on_features",
     "fit_sklearn_gmm",
+    "fit_torch_gmm",
     "hfc_attack",
     "hfc_bases",
     "hfc_schedule",

@@ -35,6 +35,7 @@ from hfc_edu.cache import (
 )
 from hfc_edu.features import FeatureExtractor
 from hfc_edu.hfc.gmm import TorchGMM, fit_sklearn_gmm
+from hfc_edu.hfc.torch_em import fit_torch_gmm
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +233,8 @@ def fit_gmms_on_features(
     reg_covar: float = 1e-6,
     tol: float = 1e-3,
     random_state: int | None = 0,
+    backend: str = "sklearn",
+    device: torch.device | str | None = None,
     blas_threads: int | None = 1,
     extra_settings: Mapping[str, object] | None = None,
 ) -> ClassConditionalGMMs:
@@ -241,7 +244,18 @@ def fit_gmms_on_features(
     ``max(n_components, 2)`` samples. ``blas_threads`` caps BLAS threads during the fit (the
     EM steps multiply small matrices; multi-threaded OpenBLAS made them up to 100x slower on a
     busy 2-core machine); None leaves the BLAS default.
+
+    ``backend="torch"`` fits by EM in torch on ``device`` (:func:`~hfc_edu.hfc.fit_torch_gmm`,
+    scikit-learn's ``GaussianMixture`` algorithm; needs ``bayesian=False``): for the paper
+    profile's 64 components, where scikit-learn's CPU fit takes hours.
     """
+    if backend not in ("sklearn", "torch"):
+        raise ValueError(f"backend must be 'sklearn' or 'torch', got {backend!r}.")
+    if backend == "torch" and bayesian:
+        raise ValueError(
+            "backend='torch' fits GaussianMixture by EM; the variational BayesianGaussianMixture "
+            "is scikit-learn's only: pass bayesian=False, or backend='sklearn'."
+        )
     from threadpoolctl import threadpool_limits
 
     y = torch.as_tensor(y).cpu().long()
@@ -276,8 +290,12 @@ def fit_gmms_on_features(
         random_state=random_state,
         samples_per_class=counts,
     )
+    if backend != "sklearn":
+        settings["backend"] = backend
     settings.update(extra_settings or {})
     est_kw = dict(
+        backend=backend,
+        device=device,
         bayesian=bayesian,
         covariance_type=covariance_type,
         n_init=n_init,
@@ -307,10 +325,15 @@ def _fit_all(
 ) -> dict[str, TorchGMM]:
     """One stacked TorchGMM per layer (classes along dim 0)."""
     layers: dict[str, TorchGMM] = {}
+    est_kw = dict(est_kw)
+    backend, device = est_kw.pop("backend"), est_kw.pop("device")
     for name, f in features.items():
         f64 = f.detach().cpu().double()
         per_class = []
         for c in range(num_classes):
+            if backend == "torch":
+                per_class.append(_fit_torch(f64[y == c], n_components, device, name, c, est_kw))
+                continue
             est = fit_sklearn_gmm(f64[y == c], n_components, **est_kw)
             if not est.converged_:
                 log.warning(
@@ -322,6 +345,33 @@ def _fit_all(
             per_class.append(TorchGMM.from_sklearn(est))
         layers[name] = TorchGMM.stack(per_class)
     return layers
+
+
+def _fit_torch(
+    f: torch.Tensor,
+    n_components: int,
+    device: torch.device | str | None,
+    layer: str,
+    cls: int,
+    est_kw: Mapping[str, object],
+) -> TorchGMM:
+    """Best of ``n_init`` torch EM fits (seeds ``random_state + i``), moved to CPU."""
+    best: tuple[TorchGMM, dict] | None = None
+    seed = int(est_kw["random_state"] or 0)
+    for i in range(int(est_kw["n_init"])):
+        gmm, info = fit_torch_gmm(
+            f, n_components, max_iter=int(est_kw["max_iter"]), tol=float(est_kw["tol"]),
+            reg_covar=float(est_kw["reg_covar"]), random_state=seed + i, device=device,
+        )  # fmt: skip
+        if best is None or info["lower_bound"] > best[1]["lower_bound"]:
+            best = (gmm, info)
+    assert best is not None
+    if not best[1]["converged"]:
+        log.warning(
+            "GMM of class %d at layer %s did not converge in %d EM steps.",
+            cls, layer, est_kw["max_iter"],
+        )  # fmt: skip
+    return best[0].cpu()
 
 
 def fit_class_gmms(
@@ -339,6 +389,7 @@ def fit_class_gmms(
     reg_covar: float = 1e-6,
     tol: float = 1e-3,
     random_state: int | None = 0,
+    backend: str = "sklearn",
     batch_size: int = 256,
     device: torch.device | str | None = None,
     blas_threads: int | None = 1,
@@ -358,7 +409,10 @@ def fit_class_gmms(
             when named explicitly (512 as in the official code; None keeps every layer).
         n_components, bayesian, covariance_type, n_init, max_iter, reg_covar, tol, random_state:
             the scikit-learn mixture (default: the official settings plus a seed).
-        batch_size, device: feature extraction (the model's device by default).
+        backend: ``"sklearn"`` (default) or ``"torch"`` (EM on ``device``, ``bayesian=False``;
+            see :func:`fit_gmms_on_features`).
+        batch_size, device: feature extraction (the model's device by default) and, with the
+            torch backend, the fit.
         blas_threads: BLAS threads during the scikit-learn fit (see :func:`fit_gmms_on_features`).
         cache: True (``$HFC_EDU_CACHE/gmm``), a directory, or False (no disk cache).
         refit: fit again even if a cache file exists, and overwrite it.
@@ -401,6 +455,8 @@ def fit_class_gmms(
         tol=tol,
         random_state=random_state,
     )
+    if backend != "sklearn":  # the book's cache keys stay as they were
+        est_settings["backend"] = backend
     data_fp = tensor_fingerprint(x, y.long())
     key = settings_key([fingerprint, data_fp, names, max_channels, est_settings])
     path: Path | None = None
@@ -436,6 +492,7 @@ def fit_class_gmms(
         int(logits.shape[1]),
         fingerprint,
         **est_settings,
+        device=device if device is not None else next(net.parameters()).device,
         blas_threads=blas_threads,
         extra_settings=dict(
             data_fingerprint=data_fp,

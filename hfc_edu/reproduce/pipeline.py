@@ -81,6 +81,11 @@ def reproduce(
     forced, force_all = _force_list(force)
     cfg = setup(seed=seed, profile=profile, device=device)  # seeds; makes the profile active
     prof, dev, seed = cfg.profile, cfg.device, cfg.seed
+    if prof.name == "paper" and dev.type == "cpu":
+        log.warning(
+            "The paper profile on a CPU trains ResNet-50 at 224 px and fits 64-component "
+            "mixtures per layer: expect many hours. It is meant for one GPU (--device cuda)."
+        )
     if task == "all":
         if size is not None:
             raise ValueError("--size applies to one task; --task all uses each task's book size.")

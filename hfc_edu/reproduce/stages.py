@@ -106,8 +106,9 @@ class StageContext:
     @cached_property
     def gmms(self):
         tm = self.classifier
+        p = self.profile
         return task_gmms(
-            tm.model, tm.data, self.profile.n_fit, self.profile.gmm_components, seed=self.seed
+            tm.model, tm.data, p.n_fit, p.gmm_components, seed=self.seed, backend=p.gmm_backend
         )
 
     def progress(self, items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
