@@ -55,6 +55,7 @@ def test_every_stage_ran_and_wrote_its_files(smoke_run):
     assert run["config"]["profile"]["name"] == "smoke" and run["config"]["size"] == 28
     assert set(run["stages"]) == set(STAGES.names())
     assert {"torch", "numpy", "hfc_edu"} <= set(run["versions"])
+    assert run["config"]["profile"]["gmm_backend"] == "torch"  # the paper profile's GMM fit
     hiding = pd.read_csv(root / "hiding" / "bypass.csv")
     assert {"PGD", "PGD + HFC (official)", "PGD + HFC (book)"} <= set(hiding.attack)
     assert hiding.auc.between(0, 1).all()

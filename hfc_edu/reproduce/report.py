@@ -69,7 +69,7 @@ def _render(blocks: list[tuple[str, object]], fmt: str) -> str:
             elif kind == "p":
                 out.append(f"<p>{html.escape(str(body))}</p>")
             elif kind == "table":
-                out.append(_html_table(body))
+                out.append(f'<div class="wide">{_html_table(body)}</div>')
             elif kind == "figure":
                 out.append(f'<img src="{html.escape(str(body))}" alt="{Path(body).stem}">')
     if fmt == "md":
@@ -78,7 +78,7 @@ def _render(blocks: list[tuple[str, object]], fmt: str) -> str:
         "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;"
         "line-height:1.45}table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}"
         "th,td{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:left}"
-        "img{max-width:100%}"
+        "img{max-width:100%}.wide{overflow-x:auto}"
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
