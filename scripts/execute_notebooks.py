@@ -19,8 +19,8 @@ fingerprint (:func:`hfc_edu.machine.machine_fingerprint`) is recorded in the not
 same fingerprint (see the root ``conftest.py``). A notebook whose execution fails is left
 untouched and the script exits with status 1.
 
-``--no-write`` executes without saving (e.g. to collect claim values with ``--claims-log``, see
-``scripts/measure_claims.py``).
+To execute without saving and collect the claims' values (another seed, other CPU kernels), use
+``scripts/measure_claims.py``.
 """
 
 from __future__ import annotations

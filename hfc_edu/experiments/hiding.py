@@ -77,6 +77,7 @@ def hiding_attack(
     gmms: ClassConditionalGMMs | None = None,
     lam: float | None = None,
     floor: dict[str, torch.Tensor] | None = None,
+    layers: Sequence[str] | None = None,
     term: Loss | None = None,
     steps: int | None = None,
     alpha: float | None = None,
@@ -85,9 +86,10 @@ def hiding_attack(
     """Targeted ``base`` attack of ``(N, C, H, W)`` or ``(N, C, D, H, W)`` images ``x``.
 
     ``lam=None`` and ``term=None``: the plain attack; ``lam``: HFC with ``gmms`` (and the book's
-    ``floor``, or none for the official term); ``term``: another feature term (the adaptive
-    baselines of :mod:`hfc_edu.hfc.baselines`). ``steps``/``alpha`` default to the HFC schedule
-    (:func:`~hfc_edu.hfc.hfc_schedule`); a random start is seeded with ``seed``.
+    ``floor``, or none for the official term; ``layers``: constrain only these); ``term``:
+    another feature term (the adaptive baselines of :mod:`hfc_edu.hfc.baselines`).
+    ``steps``/``alpha`` default to the HFC schedule (:func:`~hfc_edu.hfc.hfc_schedule`); a random
+    start is seeded with ``seed``.
     """
     if lam is not None and term is not None:
         raise ValueError("Pass lam (HFC) or term (another feature term), not both.")
@@ -101,6 +103,9 @@ def hiding_attack(
         return feature_attack(model, x, target, eps, term, base=base, **kw)
     if lam is None:
         return ATTACKS.get(base).run(model, x, target, eps=eps, targeted=True, **kw)
+    if layers is not None:
+        kw["layers"] = list(layers)
+        floor = None if floor is None else {k: floor[k] for k in layers}
     return hfc_attack(model, x, target, eps, gmms, base=base, lam=lam, floor=floor, **kw)
 
 

@@ -20,6 +20,9 @@ VERDICTS = (HOLDS, DIFFERS, NOT_COMPARABLE)
 
 Values = dict[str, dict]  # {stage: {name: value}}
 
+#: The reason of every [RECALL] claim's verdict.
+RECALLED = "recalled, not verified against the paper's text ([RECALL] in the spec)"
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -140,7 +143,7 @@ def _recall_success(v: Values) -> Verdict:
     return Verdict(
         NOT_COMPARABLE,
         f"PGD + HFC (book) at 4/256 succeeds on {_fmt(s)}",
-        "recalled, not verified against the paper's text ([RECALL] in the spec)",
+        RECALLED,
     )
 
 
@@ -156,7 +159,7 @@ def _recall_dnn(v: Values) -> Verdict:
         NOT_COMPARABLE,
         "most resistant detector on PGD + HFC (book): "
         + ("n/a" if top is None else f"{top} ({_fmt(aucs[top])})"),
-        "recalled, not verified against the paper's text ([RECALL] in the spec)",
+        RECALLED,
     )
 
 
