@@ -124,6 +124,20 @@ def test_report_refuses_an_older_format(smoke_run, tmp_path):
 
 
 @requires_data
+def test_report_says_when_another_version_computed_the_results(smoke_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(smoke_run.folder, copy)
+    run = json.loads((copy / "run.json").read_text())
+    run["versions"]["hfc_edu"] = "0.0.1"
+    (copy / "run.json").write_text(json.dumps(run))
+    md, _ = render_report(copy)
+    assert "computed by hfc-edu 0.0.1" in md.read_text()
+    assert "computed by hfc-edu" not in (smoke_run.folder / "report.md").read_text()
+
+
+@requires_data
 def test_compare_puts_two_runs_side_by_side(smoke_run):
     text = compare_runs(smoke_run.folder, smoke_run.folder)
     assert "## Verdicts" in text and "## Headline values" in text

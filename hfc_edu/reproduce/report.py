@@ -115,6 +115,7 @@ def render_report(root: Path | str) -> tuple[Path, Path]:
             + ". Verdicts compare the measured numbers with the papers' claims; a claim tagged "
             "[RECALL] is recalled, not verified against the paper's text, and is never judged.",
         ),
+        *_version_note(run),
         ("h2", "The papers' claims"),
         (
             "table",
@@ -186,6 +187,23 @@ def compare_runs(first: Path | str, second: Path | str) -> str:
         ("table", values),
     ]
     return _render(blocks, "md")
+
+
+def _version_note(run: dict) -> list[tuple[str, object]]:
+    """A paragraph when the results were computed by another hfc-edu version than this one."""
+    from hfc_edu import __version__
+
+    old = run.get("versions", {}).get("hfc_edu")
+    if old in (None, __version__):
+        return []
+    return [
+        (
+            "p",
+            f"Note: these results were computed by hfc-edu {old}; this report was rendered by "
+            f"hfc-edu {__version__}. Run `hfc-edu reproduce` again to recompute them (every "
+            "stage's cache key holds the version, so all stages rerun).",
+        )
+    ]
 
 
 def _num(v) -> bool:
