@@ -195,6 +195,19 @@ def test_evaluate_new_examples_matches_the_table(report):
     assert len(neg) == te.n_neg and len(pos) == int(new.success.sum())
 
 
+def test_evaluate_without_negatives_of_a_class_leaves_the_matched_auc_out(report, caplog):
+    """A small detector-test part can miss a class: the matched AUC is NaN, nothing crashes."""
+    import copy
+
+    run = copy.copy(report.run("PGD"))
+    run.y = torch.zeros_like(run.y)  # every negative is of class 0; positives are of class 1
+    te = run.splits.test
+    with caplog.at_level("WARNING"):
+        new = run.evaluate(run.x_adv[te.index], name="again")
+    assert new.table["auc_matched"].isna().all() and new.table["auc"].between(0, 1).all()
+    assert "class-matched AUC left out" in caplog.text
+
+
 def test_hfc_style_reuse_targets_and_subset(report):
     run = report.run("PGD")
     assert torch.equal(run.test_targets, 1 - run.test_labels)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from hfc_edu.config import setup
 from hfc_edu.data import TASKS
@@ -126,7 +127,7 @@ def _run_task(
             run["stages"][name] = {"seconds": rec.get("seconds"), "ran": "earlier"}
             continue
         if not quiet:
-            print(f"hfc-edu reproduce: {config.task}: {stage.title} ...", file=sys.stderr)
+            tqdm.write(f"hfc-edu reproduce: {config.task}: {stage.title} ...", file=sys.stderr)
         t0 = time.perf_counter()
         output = stage.run(ctx)
         sec = time.perf_counter() - t0

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ from hfc_edu.protocol import DetectionSplits
 
 #: Numeric columns of the results table that :meth:`DetectionReport.pivot` accepts.
 METRICS = [c for c in RESULT_COLUMNS if c not in ("dataset", "attack", "detector")]
+
+
+log = logging.getLogger(__name__)
 
 
 def seeded_scores(detector: Detector, features: FeatureSet, seed: int) -> np.ndarray:
@@ -147,8 +151,8 @@ class DetectionRun:
         Negatives are the same clean and noisy test images as in :attr:`scores`; only successful
         new examples are scored. No detector is refitted. Besides the columns of the results
         table, each row has ``auc_matched`` (:func:`~hfc_edu.metrics.class_matched_auc`: each
-        positive against the negatives of the class it is classified as) and ``auc_gap``
-        (``|auc − 0.5|``).
+        positive against the negatives of the class it is classified as; NaN, with a warning, when
+        the detector-test part holds no negative of such a class) and ``auc_gap`` (``|auc − 0.5|``).
         """
         clean = self.test_clean
         m = len(clean)
@@ -178,6 +182,12 @@ class DetectionRun:
         rate = float(success.float().mean())
         neg_classes = torch.cat([self.test_labels, self.test_labels])  # clean, then noisy
         pos_classes = adv_fs.pred[success]
+        unmatched = sorted(set(pos_classes.tolist()) - set(neg_classes.tolist()))
+        if unmatched:  # a small detector-test part can miss a class: no matched AUC, no crash
+            log.warning(
+                "%s: class-matched AUC left out (NaN): the detector-test part has no clean image "
+                "of class(es) %s that the new examples are classified as.", name, unmatched,
+            )  # fmt: skip
         rows, scores = [], {}
         for d in names:
             neg = self.scores[d][0]
@@ -187,7 +197,9 @@ class DetectionRun:
                 neg, pos, dataset=self.dataset, attack=name, eps=self.eps, detector=d,
                 success_rate=rate, seed=self.seed,
             )  # fmt: skip
-            row["auc_matched"] = class_matched_auc(neg, neg_classes, pos, pos_classes)
+            row["auc_matched"] = (
+                float("nan") if unmatched else class_matched_auc(neg, neg_classes, pos, pos_classes)
+            )
             row["auc_gap"] = abs(row["auc"] - 0.5)
             rows.append(row)
         return NewAttackScores(results_table(rows), scores, success)
