@@ -208,6 +208,19 @@ def test_evaluate_without_negatives_of_a_class_leaves_the_matched_auc_out(report
     assert "class-matched AUC left out" in caplog.text
 
 
+def test_bypass_table_keeps_an_attack_that_never_succeeded_as_a_row(report, caplog):
+    from hfc_edu.experiments.bypass import bypass_table
+
+    run = report.run("PGD")
+    clean = run.test_clean  # unattacked: classified as the true class, never the target
+    with caplog.at_level("WARNING"):
+        table = bypass_table(run, {"PGD": run.x_adv[run.splits.test.index], "none": clean})
+    none = table[table.attack == "none"]
+    assert len(none) == len(run.detectors) and (none.success_rate == 0).all()
+    assert none.auc.isna().all() and table[table.attack == "PGD"].auc.notna().all()
+    assert "none: no example succeeded" in caplog.text
+
+
 def test_hfc_style_reuse_targets_and_subset(report):
     run = report.run("PGD")
     assert torch.equal(run.test_targets, 1 - run.test_labels)

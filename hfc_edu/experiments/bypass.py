@@ -19,16 +19,20 @@ each group of images sits along the conventional attack's mean feature direction
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 import torch
 
 from hfc_edu.attacks import AttackResult
 from hfc_edu.data.dataset import ImageDataset
-from hfc_edu.experiments.detection import DetectionReport, DetectionRun
+from hfc_edu.experiments.detection import DetectionReport, DetectionRun, NothingToScore
 from hfc_edu.features import FeatureExtractor
 from hfc_edu.protocol import correct_mask
+
+log = logging.getLogger(__name__)
 
 #: AUCs in this closed interval count as "near chance" (the detector is fooled).
 NEAR_CHANCE: tuple[float, float] = (0.4, 0.6)
@@ -83,7 +87,9 @@ def bypass_table(
         stand_in: optional :func:`stand_ins` images, scored as if they were successful attacks
             (row label :data:`STAND_IN`).
 
-    Returns the long table of :meth:`DetectionRun.evaluate` for every label, in order.
+    Returns the long table of :meth:`DetectionRun.evaluate` for every label, in order; a label
+    of which no example succeeded gets rows with ``success_rate`` 0 and NaN metrics (and a
+    warning).
     """
     if not examples:
         raise ValueError("examples is empty: pass {label: AttackResult}.")
@@ -93,8 +99,24 @@ def bypass_table(
         tables.append(run.evaluate(stand_in, success=ok, name=STAND_IN).table)
     for label, ex in examples.items():
         x_adv = ex.x_adv if isinstance(ex, AttackResult) else ex
-        tables.append(run.evaluate(x_adv, name=label).table)
+        try:
+            tables.append(run.evaluate(x_adv, name=label).table)
+        except NothingToScore:  # a row that says so (success 0, no AUCs) instead of a crash
+            log.warning("%s: no example succeeded; its row has success 0 and no AUCs.", label)
+            tables.append(_empty_rows(run, label))
     return pd.concat(tables, ignore_index=True)
+
+
+def _empty_rows(run: DetectionRun, label: str) -> pd.DataFrame:
+    """One row per detector with ``success_rate`` 0 and NaN metrics (``pd.concat`` fills the
+    other columns with NaN)."""
+    return pd.DataFrame(
+        [
+            {"dataset": run.dataset, "attack": label, "eps": run.eps, "eps_256": run.eps * 256,
+             "detector": d, "auc": np.nan, "success_rate": 0.0, "n_pos": 0}
+            for d in run.detectors
+        ]
+    )  # fmt: skip
 
 
 @torch.no_grad()

@@ -44,6 +44,7 @@ from hfc_edu.experiments.detection.results import (
     DetectionReport,
     DetectionRun,
     NewAttackScores,
+    NothingToScore,
     Skipped,
 )
 from hfc_edu.experiments.detection.tables import eps_label, metric_grid, overshoot_table
@@ -53,6 +54,7 @@ __all__ = [
     "DetectionReport",
     "DetectionRun",
     "NewAttackScores",
+    "NothingToScore",
     "Skipped",
     "eps_label",
     "feature_embedding",

@@ -56,6 +56,10 @@ class Skipped:
     reason: str
 
 
+class NothingToScore(ValueError):
+    """:meth:`DetectionRun.evaluate` got adversarial examples of which none succeeded."""
+
+
 @dataclass
 class NewAttackScores:
     """Detector scores of new adversarial examples against the test negatives of a run.
@@ -175,7 +179,7 @@ class DetectionRun:
         if len(success) != m:
             raise ValueError(f"success has {len(success)} entries for {m} test images.")
         if not success.any():
-            raise ValueError(
+            raise NothingToScore(
                 f"None of the {m} new adversarial examples succeeded: nothing to score."
             )
         pos_fs = adv_fs.subset(success)
