@@ -105,7 +105,7 @@ def write_json(path: Path, obj: object) -> None:
 def read_json(path: Path) -> dict:
     try:
         return json.loads(Path(path).read_text())
-    except FileNotFoundError:
+    except FileNotFoundError:  # callers check existence; a vanished file is not "corrupt"
         raise
     except (OSError, ValueError) as err:
         raise ResultsFolderError(
