@@ -18,6 +18,8 @@ floating-point summation order).
 Usage::
 
     python benchmarks/bench_hfc.py                    # 2D ResNet-18, 64x3x64x64, K=8, 10 steps
+    python benchmarks/bench_hfc.py --dims 3 --arch compact_resnet --channels 1 --size 28 \
+        --batch 16 --components 2                     # 3D: the book's adrenal model's shape
     python benchmarks/bench_hfc.py --device cuda --threads 4 --rounds 7
 """
 
@@ -78,6 +80,8 @@ def main() -> None:
     p.add_argument("--arch", default="resnet18")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--size", type=int, default=64)
+    p.add_argument("--dims", type=int, choices=(2, 3), default=2, help="2D images or 3D volumes")
+    p.add_argument("--channels", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--eps", type=float, default=8 / 255)
     p.add_argument("--components", type=int, default=8)
@@ -100,13 +104,15 @@ def main() -> None:
     dev = torch.device(args.device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    model = build_model(args.arch, 3, 2, image_size=args.size).to(dev).eval()
+    model = build_model(args.arch, args.channels, 2, args.dims, image_size=args.size).to(dev).eval()
+    shape = (args.channels,) + (args.size,) * args.dims
 
     # GMMs on "random-ish" features: features of random images, two arbitrary classes.
     g = torch.Generator().manual_seed(1)
     n_fit = 2 * args.fit_per_class
-    x_fit = torch.rand(n_fit, 3, args.size, args.size, generator=g)
-    x_fit = (x_fit * torch.rand(n_fit, 1, 1, 1, generator=g)).to(dev)  # vary the brightness
+    x_fit = torch.rand(n_fit, *shape, generator=g)
+    brightness = torch.rand(n_fit, *[1] * len(shape), generator=g)
+    x_fit = (x_fit * brightness).to(dev)  # vary the brightness
     y_fit = torch.arange(n_fit) % 2
     progress(f"fitting GMMs (K={args.components}) on {n_fit} random images ...")
     t0 = time.perf_counter()
@@ -116,7 +122,7 @@ def main() -> None:
     fit_total = time.perf_counter() - t0
     progress(f"GMMs fitted in {time.perf_counter() - t0:.1f} s; correctness gates ...")
 
-    x = torch.rand(args.batch, 3, args.size, args.size, generator=g).to(dev)
+    x = torch.rand(args.batch, *shape, generator=g).to(dev)
     t = torch.randint(0, 2, (args.batch,), generator=g).to(dev)
     delta0 = ((torch.rand(x.shape, generator=g) * 2 - 1) * args.eps).to(dev)
     alpha, steps = 2 * args.eps / args.steps, args.steps
@@ -170,7 +176,7 @@ def main() -> None:
     report = dict(
         setup=dict(
             arch=args.arch,
-            input=[args.batch, 3, args.size, args.size],
+            input=[args.batch, *shape],
             steps=steps,
             eps=args.eps,
             gmm_components=args.components,

@@ -77,7 +77,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     results = reproduce(
         args.task, size=args.size, profile=args.profile, device=args.device, out=args.out,
-        force=args.force, seed=args.seed, quiet=args.quiet,
+        force=args.force, stages=args.stage, seed=args.seed, quiet=args.quiet,
     )  # fmt: skip
     for r in results:
         total = sum(r.seconds.values())
@@ -147,7 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="redo a stage (repeatable), or all: redo every stage and replace a folder that "
         "holds another configuration's results",
     )
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument(
+        "--stage",
+        action="append",
+        metavar="STAGE",
+        help="run only this stage (repeatable; default: every stage): classifier, attacks, "
+        "detection, fixed_direction, hiding",
+    )
+    r.add_argument(
+        "--seed", type=int, default=0,
+        help="seeds the stages' draws and starts (the classifier is the book's whatever the seed)",
+    )  # fmt: skip
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=_cmd_reproduce)
 

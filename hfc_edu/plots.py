@@ -181,3 +181,55 @@ def embedding_plot(emb: np.ndarray, groups: Sequence[str], ax=None, title: str |
         ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     return ax
+
+
+#: Names of the three orthogonal planes of a ``(D, H, W)`` volume, by the axis they cut.
+PLANES: tuple[str, ...] = ("axial (D)", "coronal (H)", "sagittal (W)")
+
+
+def volume_planes(
+    rows: Mapping[str, torch.Tensor],
+    at: Sequence[int] | None = None,
+    eps: float | None = None,
+    size: float = 2.0,
+):
+    """Three orthogonal slices of each volume: one row per entry of ``rows`` (name ->
+    ``(C, D, H, W)``, first channel shown), columns axial, coronal, sagittal.
+
+    ``at``: the voxel ``(d, h, w)`` the planes pass through (default: the centre of mass of the
+    first row, so a small organ is cut through its middle). Rows whose name starts with
+    ``"δ"`` or ``"perturbation"`` use a diverging map scaled to ±``eps`` (default: their
+    largest absolute value); the others grey from 0 to 1. Returns the figure.
+    """
+    vols = {k: v.detach().float().cpu()[0] for k, v in rows.items()}
+    if not vols or any(v.ndim != 3 for v in vols.values()):
+        shapes = {k: tuple(v.shape) for k, v in rows.items()}
+        raise ValueError(f"volume_planes takes volumes (C, D, H, W), got shapes {shapes}.")
+    first = next(iter(vols.values()))
+    if at is None:
+        mass = first.clamp(min=0)
+        grids = torch.meshgrid(*[torch.arange(s, dtype=torch.float32) for s in first.shape],
+                               indexing="ij")  # fmt: skip
+        total = float(mass.sum())
+        at = [
+            int(round(float((g * mass).sum()) / total)) if total > 0 else s // 2
+            for g, s in zip(grids, first.shape, strict=True)
+        ]
+    fig, axes = plt.subplots(len(vols), 3, figsize=(size * 3, size * len(vols)), squeeze=False)
+    for r, (name, v) in enumerate(vols.items()):
+        cuts = (v[at[0]], v[:, at[1]], v[:, :, at[2]])
+        signed = name.startswith(("δ", "perturbation"))
+        lim = eps if eps is not None else float(v.abs().max()) or 1.0
+        for c, (ax, cut) in enumerate(zip(axes[r], cuts, strict=True)):
+            if signed:
+                im = ax.imshow(cut.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+            else:
+                ax.imshow(cut.numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{PLANES[c]} {at[c]}", fontsize=9)
+        axes[r, 0].set_ylabel(name, fontsize=9)
+        if signed:
+            fig.colorbar(im, ax=axes[r].tolist(), shrink=0.8, label="δ (voxel units)")
+    return fig

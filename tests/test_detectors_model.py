@@ -7,7 +7,17 @@ import pytest
 import torch
 from torch import nn
 
-from hfc_edu.detectors import BU, DNN, KD, LID, MAHA, FeatureSet, ScoreLR, mc_predictions
+from hfc_edu.detectors import (
+    BU,
+    DNN,
+    KD,
+    LID,
+    MAHA,
+    FeatureSet,
+    MapDetectorNet,
+    ScoreLR,
+    mc_predictions,
+)
 from hfc_edu.features import FeatureExtractor
 from hfc_edu.metrics import roc_auc
 from hfc_edu.models import build_model
@@ -171,6 +181,14 @@ def test_dnn_detector_3d():
     assert roc_auc(s[labt == 0], s[labt == 1]) > 0.75
 
 
+def test_dnn_padding_official_in_2d_smaller_in_3d_and_reads_a_2_voxel_map():
+    assert MapDetectorNet(8, 2).net[0].padding == (4, 4)
+    net = MapDetectorNet(8, 3)
+    assert net.net[0].padding == (2, 2, 2)
+    assert net(torch.rand(3, 8, 2, 2, 2)).shape == (3,)  # the deepest block of 28^3 volumes
+    assert MapDetectorNet(8, 3, padding=4).net[0].padding == (4, 4, 4)
+
+
 def test_dnn_errors():
     fx = FeatureExtractor(tiny(), layers="blocks")
     with pytest.raises(ValueError, match="Unknown layer"):
@@ -179,6 +197,8 @@ def test_dnn_errors():
         DNN(fx, iters=1).fit({"z": torch.zeros(4, 2)}, torch.tensor([0, 1, 0, 1]))
     with pytest.raises(RuntimeError, match="not fitted"):
         DNN(fx).score(images(2))
+    with pytest.raises(ValueError, match="padding must be at least 2"):
+        DNN(fx, padding=1)
 
 
 def test_lid_and_maha_on_3d_features():

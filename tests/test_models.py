@@ -10,7 +10,15 @@ import torch
 from hfc_edu.cache import CorruptCacheError
 from hfc_edu.config import get_profile
 from hfc_edu.data.dataset import ImageDataset
-from hfc_edu.models import Normalize, TrainConfig, build_model, get_classifier, train_classifier
+from hfc_edu.features import FeatureExtractor
+from hfc_edu.models import (
+    Normalize,
+    TrainConfig,
+    build_model,
+    get_classifier,
+    model_from_config,
+    train_classifier,
+)
 from hfc_edu.models.checkpoints import load_checkpoint
 from hfc_edu.models.pretrained import default_train_config
 from tests.conftest import requires_data
@@ -40,6 +48,50 @@ def test_build_model_shapes(arch, dims):
     x = torch.rand(2, 2, *([16] * dims))
     assert m(x).shape == (2, 3)
     assert m.dropout.p == 0.3
+
+
+@pytest.mark.parametrize(
+    ("dims", "size", "stem", "side"),
+    [(2, 28, "full", 28), (2, 128, "imagenet", 32), (3, 28, "strided", 14),
+     (3, 64, "strided_pool", 16)],
+)  # fmt: skip
+def test_stem_follows_dimensionality_and_size(dims, size, stem, side):
+    m = build_model("compact_resnet_narrow", 1, 2, spatial_dims=dims, image_size=size).eval()
+    assert m.config["stem"] == stem
+    fx = FeatureExtractor(m, layers=["layer1.0.out"], pool=None)
+    with torch.no_grad():
+        f = fx(torch.rand(1, 1, *[size] * dims))[1]["layer1.0.out"]
+    assert tuple(f.shape[2:]) == (side,) * dims  # what stage 1 sees
+
+
+def test_configs_of_earlier_checkpoints_still_load():
+    old = dict(arch="compact_resnet_narrow", in_channels=1, num_classes=2, small_input=True)
+    assert model_from_config(old).config["stem"] == "full"
+    old["small_input"] = False
+    assert model_from_config(old).config["stem"] == "imagenet"
+    with pytest.raises(ValueError, match="Unknown stem 'wide'"):
+        model_from_config({**old, "stem": "wide"})
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_other_dimensionality_is_a_clear_error(dims):
+    """3D volumes to a 2D model and 2D images to a 3D model: an error that says which and what
+    to do, from the model, the attacks, the feature extractor and HFC alike."""
+    from hfc_edu.attacks import ATTACKS
+    from hfc_edu.hfc import fit_class_gmms
+
+    m = build_model("compact_resnet_narrow", 1, 2, spatial_dims=dims, image_size=8).eval()
+    other = torch.rand(4, 1, *[8] * (5 - dims))  # 3D for a 2D model, 2D for a 3D model
+    y = torch.tensor([0, 1, 0, 1])
+    said = f"This {dims}D classifier takes .* got shape .*Use a model built for the data"
+    with pytest.raises(ValueError, match=said):
+        m(other)
+    with pytest.raises(ValueError, match=said):
+        ATTACKS.get("PGD").run(m, other, y, eps=4 / 256, steps=2)
+    with pytest.raises(ValueError, match=said):
+        FeatureExtractor(m)(other)
+    with pytest.raises(ValueError, match=said):
+        fit_class_gmms(m, other, y, n_components=1)
 
 
 def test_normalize_nd_and_errors():

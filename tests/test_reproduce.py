@@ -94,6 +94,18 @@ def test_second_run_does_no_work_and_force_redoes_one_stage(smoke_run):
 
 
 @requires_data
+def test_a_subset_of_stages_runs_only_those_and_reports_what_is_there(tmp_path):
+    out = tmp_path / "subset"
+    [res] = reproduce("chest_xray", out=out, stages=["fixed_direction", "classifier"], **SMOKE)
+    assert res.ran == ["classifier", "fixed_direction"]  # the pipeline's order
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["classifier", "fixed_direction"]
+    text = res.report.read_text()
+    assert "Fixed-direction check" in text and "Hiding from fixed detectors" not in text
+    [more] = reproduce("chest_xray", out=out, stages=["classifier", "attacks"], **SMOKE)
+    assert more.ran == ["attacks"] and more.cached == ["classifier"]
+
+
+@requires_data
 def test_another_configuration_is_refused_and_nothing_is_overwritten(smoke_run):
     root = smoke_run.folder
     run_before = (root / "run.json").read_text()
@@ -154,6 +166,8 @@ def test_compare_puts_two_runs_side_by_side(smoke_run):
         (["--force", "attackz"], "Unknown stage(s) ['attackz']"),
         (["--task", "all", "--size", "28"], "--size applies to one task"),
         (["--size", "100"], "not 100"),
+        (["--stage", "detectoin"], "Unknown stage(s) ['detectoin']"),
+        (["--stage", "attacks", "--force", "hiding"], "--force ['hiding'] names stage(s)"),
     ],
 )
 def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path):

@@ -232,4 +232,5 @@ BOOK_MODELS: list[dict] = [
     {"task": "fundus", "size": 28},
     {"task": "dermoscopy"},
     {"task": "cifar10"},
+    {"task": "adrenal3d", "size": 28},
 ]

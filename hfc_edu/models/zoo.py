@@ -34,6 +34,42 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 
 @dataclass(frozen=True)
+class Stem:
+    """The first convolution of a MONAI ResNet: kernel size, stride and whether a 3x3 stride-2
+    max-pool follows. ``reduction`` is how much smaller each side is after it."""
+
+    kernel: int
+    stride: int
+    max_pool: bool
+
+    @property
+    def reduction(self) -> int:
+        return self.stride * (2 if self.max_pool else 1)
+
+
+STEMS: dict[str, Stem] = {
+    # 2D images above 64 px (ImageNet's stem): 128 px -> 32 px before the residual stages.
+    "imagenet": Stem(7, 2, True),
+    # 2D images of 64 px or less: full resolution (28 px stays 28 px).
+    "full": Stem(3, 1, False),
+    # 3D volumes of 32 voxels a side or less: halved (28^3 -> 14^3). A full-resolution 3D stem
+    # costs 13x more per volume and keeps 8x the voxels in every feature map of stage 1.
+    "strided": Stem(3, 2, False),
+    # Larger 3D volumes, as the papers' 3D ResNets downsample: 64^3 -> 16^3.
+    "strided_pool": Stem(3, 2, True),
+}
+
+
+def default_stem(spatial_dims: int, image_size: int | None) -> str:
+    """The stem :func:`build_model` gives an input of ``image_size`` px (or voxels) a side:
+    2D: ``full`` up to 64 px, else ``imagenet``; 3D: ``strided`` up to 32, else
+    ``strided_pool``; so the residual stages see about 14-32 px (2D) or 14-16 voxels (3D)."""
+    if spatial_dims == 3:
+        return "strided" if image_size is not None and image_size <= 32 else "strided_pool"
+    return "full" if image_size is not None and image_size <= 64 else "imagenet"
+
+
+@dataclass(frozen=True)
 class FeatureLayer:
     """One hierarchical feature of a model: the output of a ReLU.
 
@@ -58,7 +94,10 @@ class Classifier(nn.Module):
     """``Normalize -> MONAI ResNet backbone -> global average pool -> Dropout -> Linear``.
 
     Takes images in [0, 1], ``(N, C, H, W)`` or ``(N, C, D, H, W)``, returns logits ``(N, K)``.
-    ``dropout`` is the module that BU's Monte-Carlo passes switch on (p may be 0).
+    ``dropout`` is the module that BU's Monte-Carlo passes switch on (p may be 0). ``stem``
+    names the first convolution (:data:`STEMS`; :func:`build_model` picks it from the input
+    size); ``small_input`` is its older spelling (``True``: ``"full"``, ``False``:
+    ``"imagenet"``), read from the configs of earlier checkpoints.
 
     The model declares its own anatomy, which feature extraction, BU and the theory chapter
     ask for instead of re-writing the forward pass:
@@ -79,6 +118,7 @@ class Classifier(nn.Module):
         std: Sequence[float] | None = None,
         dropout: float = 0.0,
         small_input: bool = False,
+        stem: str | None = None,
     ) -> None:
         super().__init__()
         if arch not in ARCHITECTURES:
@@ -91,7 +131,11 @@ class Classifier(nn.Module):
             raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
-        a = ARCHITECTURES[arch]
+        # ``small_input`` is the stem's older spelling (configs of 2D checkpoints carry it).
+        stem = stem if stem is not None else ("full" if small_input else "imagenet")
+        if stem not in STEMS:
+            raise ValueError(f"Unknown stem {stem!r}; choose one of {sorted(STEMS)}.")
+        a, st = ARCHITECTURES[arch], STEMS[stem]
         self.config = dict(
             arch=arch,
             in_channels=in_channels,
@@ -100,19 +144,18 @@ class Classifier(nn.Module):
             mean=list(mean) if mean is not None else [0.5] * in_channels,
             std=list(std) if std is not None else [0.25] * in_channels,
             dropout=dropout,
-            small_input=small_input,
+            stem=stem,
         )
         self.normalize = Normalize(self.config["mean"], self.config["std"])
-        # Small inputs (<= 64 px) keep their resolution: 3x3 stride-1 stem, no max-pool.
         self.backbone = ResNet(
             block=a.block,
             layers=list(a.layers),
             block_inplanes=list(a.widths),
             spatial_dims=spatial_dims,
             n_input_channels=in_channels,
-            conv1_t_size=3 if small_input else 7,
-            conv1_t_stride=1 if small_input else 2,
-            no_max_pool=small_input,
+            conv1_t_size=st.kernel,
+            conv1_t_stride=st.stride,
+            no_max_pool=not st.max_pool,
             feed_forward=False,
         )
         expansion = 4 if a.block == "bottleneck" else 1
@@ -185,9 +228,9 @@ def build_model(
     std: Sequence[float] | None = None,
     dropout: float = 0.0,
 ) -> Classifier:
-    """Build a :class:`Classifier`. ``image_size <= 64`` selects the small-input stem."""
-    small = image_size is not None and image_size <= 64
-    return Classifier(arch, in_channels, num_classes, spatial_dims, mean, std, dropout, small)
+    """Build a :class:`Classifier` with the stem :func:`default_stem` gives ``image_size``."""
+    stem = default_stem(spatial_dims, image_size)
+    return Classifier(arch, in_channels, num_classes, spatial_dims, mean, std, dropout, stem=stem)
 
 
 def model_from_config(config: dict) -> Classifier:
@@ -200,6 +243,9 @@ __all__ = [
     "Architecture",
     "Classifier",
     "FeatureLayer",
+    "STEMS",
+    "Stem",
     "build_model",
+    "default_stem",
     "model_from_config",
 ]

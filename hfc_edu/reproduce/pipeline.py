@@ -54,6 +54,25 @@ def _force_list(force: Sequence[str] | None) -> tuple[set[str], bool]:
     return (set(STAGES.names()) if force_all else names), force_all
 
 
+def _stage_list(stages: Sequence[str] | None, forced: set[str], force_all: bool) -> list[str]:
+    if stages is None:
+        return STAGES.names()
+    chosen = [stages] if isinstance(stages, str) else list(stages)
+    unknown = sorted(set(chosen) - set(STAGES.names()))
+    if unknown or not chosen:
+        raise ValueError(
+            f"Unknown stage(s) {unknown} in stages; the stages are {STAGES.names()}."
+            if unknown
+            else "stages is empty: name at least one stage, or None for all of them."
+        )
+    idle = sorted(forced - set(chosen)) if not force_all else []
+    if idle:
+        raise ValueError(
+            f"--force {idle} names stage(s) that --stage leaves out; add them to --stage."
+        )
+    return [name for name in STAGES.names() if name in chosen]  # the pipeline's order
+
+
 def reproduce(
     task: str = "chest_xray",
     *,
@@ -62,6 +81,7 @@ def reproduce(
     device: str | None = None,
     out: Path | str | None = None,
     force: Sequence[str] | None = None,
+    stages: Sequence[str] | None = None,
     seed: int = 0,
     quiet: bool = False,
 ) -> list[ReproduceResult]:
@@ -75,11 +95,15 @@ def reproduce(
         out: the results folder (default ``hfc-edu-results/<task>_<size>_<profile>``).
         force: stages to redo (``"all"``: every stage, and a folder holding another
             configuration's results is replaced).
-        seed: seeds every stage.
+        stages: the stages to run (None: all of :data:`STAGES`, in their order); the others are
+            neither run nor removed, and the report shows what the folder holds.
+        seed: seeds every stage (draws, random starts, splits); the classifier is the book's
+            (shipped, training seed 0) whatever the seed.
         quiet: no progress bars (also when standard error is not a terminal).
     Returns one :class:`ReproduceResult` per task.
     """
     forced, force_all = _force_list(force)
+    chosen = _stage_list(stages, forced, force_all)
     cfg = setup(seed=seed, profile=profile, device=device)  # seeds; makes the profile active
     prof, dev, seed = cfg.profile, cfg.device, cfg.seed
     if prof.name == "paper" and dev.type == "cpu":
@@ -107,19 +131,26 @@ def reproduce(
             root = Path("hfc-edu-results") / f"{name}_{px}_{prof.name}"
         else:
             root = base / name if task == "all" else base
-        results.append(_run_task(config, dev, root, forced, force_all, quiet))
+        results.append(_run_task(config, dev, root, chosen, forced, force_all, quiet))
     return results
 
 
 def _run_task(
-    config: RunConfig, dev: torch.device, root: Path, forced: set[str], force_all: bool, quiet: bool
+    config: RunConfig,
+    dev: torch.device,
+    root: Path,
+    chosen: list[str],
+    forced: set[str],
+    force_all: bool,
+    quiet: bool,
 ) -> ReproduceResult:
     folder = ResultsFolder(root)
     run = folder.claim(config, force_all)
     run.update(versions=versions(), machine=machine_fingerprint(), device=str(dev))
     ctx = StageContext(config, dev, quiet)
     ran, cached, seconds = [], [], {}
-    for name, stage in STAGES.items():
+    for name in chosen:
+        stage = STAGES.get(name)
         key = stage_key(config, name, stage.version)
         if name not in forced and folder.is_done(name, key):
             cached.append(name)
