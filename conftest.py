@@ -105,8 +105,3 @@ def pytest_collection_modifyitems(config, items) -> None:
         explicit.update(find_comment_markers(item.cell.source))
         if "check" not in explicit:  # NBVAL_IGNORE_OUTPUT / NBVAL_CHECK_OUTPUT win
             item.options["check"] = modes[str(path)]
-    # The chapters first, in book order, then the unit tests. xdist (``--dist loadscope
-    # --no-loadscope-reorder``) hands each worker whole files in this order, so the chapters,
-    # which take minutes each, start early and the unit-test files, seconds each, fill the gap
-    # at the end: CI's wall time is about half the total instead of one chapter more.
-    items.sort(key=lambda item: not isinstance(item, IPyNbCell))

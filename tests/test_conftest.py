@@ -35,21 +35,6 @@ def test_tests_using_trained_cxr28_are_deselected_by_not_slow(tmp_path):
 
 
 @requires_data
-def test_chapters_are_collected_before_the_unit_tests():
-    """The root conftest puts every notebook cell before the unit tests (CI's schedule)."""
-    root = Path(__file__).resolve().parent.parent
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-o", "addopts="]
-        + ["-p", "no:cacheprovider", "-p", "no:xdist", "--nbval-lax"]
-        + ["tests/test_config.py", "book/01_medical_classifiers.ipynb"],
-        cwd=root, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    ids = [line for line in out.stdout.splitlines() if "::" in line]
-    assert ids, out.stdout + out.stderr
-    kinds = ["book" if line.startswith("book/") else "tests" for line in ids]
-    assert kinds == sorted(kinds), kinds  # "book" < "tests": every notebook cell first
-
-
 def test_trained_cxr28_never_trains_on_a_cold_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HFC_EDU_CACHE", str(tmp_path))  # an empty checkpoint cache
 
