@@ -71,6 +71,8 @@ def test_configs_of_earlier_checkpoints_still_load():
     assert model_from_config(old).config["stem"] == "imagenet"
     with pytest.raises(ValueError, match="Unknown stem 'wide'"):
         model_from_config({**old, "stem": "wide"})
+    with pytest.raises(ValueError, match="not both"):
+        model_from_config({**old, "small_input": True, "stem": "strided"})
 
 
 @pytest.mark.parametrize("dims", [2, 3])

@@ -36,15 +36,11 @@ ARCHITECTURES: dict[str, Architecture] = {
 @dataclass(frozen=True)
 class Stem:
     """The first convolution of a MONAI ResNet: kernel size, stride and whether a 3x3 stride-2
-    max-pool follows. ``reduction`` is how much smaller each side is after it."""
+    max-pool follows."""
 
     kernel: int
     stride: int
     max_pool: bool
-
-    @property
-    def reduction(self) -> int:
-        return self.stride * (2 if self.max_pool else 1)
 
 
 STEMS: dict[str, Stem] = {
@@ -53,9 +49,10 @@ STEMS: dict[str, Stem] = {
     # 2D images of 64 px or less: full resolution (28 px stays 28 px).
     "full": Stem(3, 1, False),
     # 3D volumes of 32 voxels a side or less: halved (28^3 -> 14^3). A full-resolution 3D stem
-    # costs 13x more per volume and keeps 8x the voxels in every feature map of stage 1.
+    # keeps 8x the voxels in every feature map of stage 1 and costs about 10x more per volume
+    # (chapter 9 measures it).
     "strided": Stem(3, 2, False),
-    # Larger 3D volumes, as the papers' 3D ResNets downsample: 64^3 -> 16^3.
+    # Larger 3D volumes, halved and max-pooled as standard 3D ResNets do: 64^3 -> 16^3.
     "strided_pool": Stem(3, 2, True),
 }
 
@@ -132,6 +129,10 @@ class Classifier(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         # ``small_input`` is the stem's older spelling (configs of 2D checkpoints carry it).
+        if stem is not None and small_input:
+            raise ValueError(
+                f"Give stem ({stem!r}) or small_input=True (its older spelling), not both."
+            )
         stem = stem if stem is not None else ("full" if small_input else "imagenet")
         if stem not in STEMS:
             raise ValueError(f"Unknown stem {stem!r}; choose one of {sorted(STEMS)}.")
