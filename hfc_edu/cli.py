@@ -77,7 +77,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     results = reproduce(
         args.task, size=args.size, profile=args.profile, device=args.device, out=args.out,
-        force=args.force, stages=args.stage, seed=args.seed, quiet=args.quiet,
+        force=args.force, stages=args.stage, arch=args.arch, seed=args.seed, quiet=args.quiet,
     )  # fmt: skip
     for r in results:
         total = sum(r.seconds.values())
@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only this stage (repeatable; default: every stage): classifier, attacks, "
         "detection, fixed_direction, hiding",
     )
+    r.add_argument(
+        "--arch", default=None,
+        help="classifier architecture (default: the profile's), e.g. compact_resnet_wide",
+    )  # fmt: skip
     r.add_argument(
         "--seed", type=int, default=0,
         help="seeds the stages' draws and starts (the classifier is the book's whatever the seed)",

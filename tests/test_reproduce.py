@@ -106,6 +106,19 @@ def test_a_subset_of_stages_runs_only_those_and_reports_what_is_there(tmp_path):
 
 
 @requires_data
+def test_another_architecture_is_its_own_configuration(tmp_path, smoke_run):
+    out = tmp_path / "narrow"
+    [res] = reproduce(
+        "chest_xray", out=out, stages=["classifier"], arch="compact_resnet_narrow", **SMOKE
+    )
+    row = pd.read_csv(out / "classifier" / "classifier.csv").iloc[0]
+    assert row.arch == "compact_resnet_narrow" and row.weights == "shipped"
+    assert "compact_resnet_narrow" in res.report.read_text()
+    with pytest.raises(ResultsFolderError, match="another configuration"):
+        reproduce("chest_xray", out=smoke_run.folder, arch="compact_resnet_narrow", **SMOKE)
+
+
+@requires_data
 def test_another_configuration_is_refused_and_nothing_is_overwritten(smoke_run):
     root = smoke_run.folder
     run_before = (root / "run.json").read_text()
@@ -167,6 +180,7 @@ def test_compare_puts_two_runs_side_by_side(smoke_run):
         (["--task", "all", "--size", "28"], "--size applies to one task"),
         (["--size", "100"], "not 100"),
         (["--stage", "detectoin"], "Unknown stage(s) ['detectoin']"),
+        (["--arch", "vgg16"], "Unknown architecture 'vgg16'"),
         (["--stage", "attacks", "--force", "hiding"], "--force ['hiding'] names stage(s)"),
     ],
 )

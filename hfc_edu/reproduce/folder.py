@@ -46,14 +46,21 @@ class RunConfig:
     profile: Profile
     seed: int
     device: str  # "cpu" or "cuda" (the type only: numbers differ between the two)
+    arch: str | None = None  # the classifier's architecture (None: the profile's)
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["profile"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["profile"].items()}
+        if d["arch"] is None:  # the profile's model: the keys of folders written before `arch`
+            del d["arch"]
         return d
 
     def label(self) -> str:
-        return f"{self.task} {self.size} px, {self.profile.name} profile, {self.device}, seed {self.seed}"
+        arch = f", {self.arch}" if self.arch else ""
+        return (
+            f"{self.task} {self.size} px{arch}, {self.profile.name} profile, {self.device}, "
+            f"seed {self.seed}"
+        )
 
 
 def stage_key(config: RunConfig, stage: str, stage_version: int) -> str:

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from hfc_edu.config import setup
 from hfc_edu.data import TASKS
 from hfc_edu.machine import machine_fingerprint
+from hfc_edu.models import ARCHITECTURES
 from hfc_edu.reproduce.folder import (
     ResultsFolder,
     RunConfig,
@@ -82,6 +83,7 @@ def reproduce(
     out: Path | str | None = None,
     force: Sequence[str] | None = None,
     stages: Sequence[str] | None = None,
+    arch: str | None = None,
     seed: int = 0,
     quiet: bool = False,
 ) -> list[ReproduceResult]:
@@ -97,6 +99,9 @@ def reproduce(
             configuration's results is replaced).
         stages: the stages to run (None: all of :data:`STAGES`, in their order); the others are
             neither run nor removed, and the report shows what the folder holds.
+        arch: the classifier's architecture (a name of
+            :data:`~hfc_edu.models.ARCHITECTURES`; None: the profile's), e.g. to compare model
+            capacities with the shipped 28 px chest X-ray models of three widths.
         seed: seeds every stage (draws, random starts, splits); the classifier is the book's
             (shipped, training seed 0) whatever the seed.
         quiet: no progress bars (also when standard error is not a terminal).
@@ -104,6 +109,8 @@ def reproduce(
     """
     forced, force_all = _force_list(force)
     chosen = _stage_list(stages, forced, force_all)
+    if arch is not None and arch not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}.")
     cfg = setup(seed=seed, profile=profile, device=device)  # seeds; makes the profile active
     prof, dev, seed = cfg.profile, cfg.device, cfg.seed
     if prof.name == "paper" and dev.type == "cpu":
@@ -126,9 +133,10 @@ def reproduce(
         px = info.default_size if size is None else size
         if px not in info.sizes:
             raise ValueError(f"Task {name!r} exists at {list(info.sizes)} px, not {px}.")
-        config = RunConfig(name, px, prof, seed, dev.type)
+        config = RunConfig(name, px, prof, seed, dev.type, arch)
         if base is None:
-            root = Path("hfc-edu-results") / f"{name}_{px}_{prof.name}"
+            model = f"_{arch}" if arch else ""
+            root = Path("hfc-edu-results") / f"{name}_{px}{model}_{prof.name}"
         else:
             root = base / name if task == "all" else base
         results.append(_run_task(config, dev, root, chosen, forced, force_all, quiet))

@@ -100,6 +100,7 @@ class StageContext:
         return get_classifier(
             self.config.task,
             size=self.config.size,
+            arch=self.config.arch,
             profile=self.profile,
             seed=0,
             device=self.device,
