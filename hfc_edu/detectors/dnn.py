@@ -10,7 +10,8 @@ only non-linear parts). In 3D (no official net exists: the HFC code's 3D model f
 convolutions pad by 2 instead of 4 (:data:`DEFAULT_PADDING`): every padded convolution makes a map
 larger by ``2 * padding - 2`` per axis, so a 7³ map becomes 13³ with padding 4 and 9³ with 2,
 and the 3D net costs 13x less (78.7 s against 5.9 s for one book-profile fit on the 3D adrenal
-model's last three blocks, 2 CPU cores) while it still reads a 2³ map. Training: binary cross-entropy, Adam (lr 1e-3, weight decay 1e-4), 200
+model's last three blocks, 2 CPU cores) while it still reads a 2³ map. Training: binary
+cross-entropy, Adam (lr 1e-3, weight decay 1e-4), 200
 iterations of random batches of 64. The score is the mean of the per-layer sigmoid outputs.
 
 All layer nets are trained together on the same mini-batches: the maps of every layer come from a
@@ -43,6 +44,14 @@ from hfc_edu.modes import eval_mode
 DEFAULT_PADDING: dict[int, int] = {2: 4, 3: 2}
 
 
+def _checked_padding(padding: int | None) -> int | None:
+    """``padding`` (None: the default) or a clear error: a map of 2 a side must survive the
+    two 3-wide max-pools, which needs at least 2."""
+    if padding is not None and int(padding) < 2:
+        raise ValueError(f"padding must be at least 2 (or None), got {padding}.")
+    return None if padding is None else int(padding)
+
+
 class MapDetectorNet(nn.Module):
     """The per-layer conv net; ``(N, C, *spatial) -> (N,)`` logits. ``spatial_dims`` is 2 or 3;
     ``padding`` of every convolution (None: :data:`DEFAULT_PADDING`; at least 2, so that a
@@ -56,9 +65,8 @@ class MapDetectorNet(nn.Module):
         padding: int | None = None,
     ) -> None:
         super().__init__()
-        pad = DEFAULT_PADDING[spatial_dims] if padding is None else int(padding)
-        if pad < 2:
-            raise ValueError(f"padding must be at least 2, got {padding}.")
+        pad = _checked_padding(padding)
+        pad = DEFAULT_PADDING[spatial_dims] if pad is None else pad
         conv, pool = Conv[Conv.CONV, spatial_dims], Pool[Pool.MAX, spatial_dims]
         w1, w2 = widths
         self.net = nn.Sequential(
@@ -123,9 +131,7 @@ class DNN(Detector):
         self.seed = seed
         self.score_batch_size = score_batch_size
         self.max_cached_bytes = max_cached_bytes
-        if padding is not None and int(padding) < 2:
-            raise ValueError(f"padding must be at least 2 (or None), got {padding}.")
-        self.padding = padding
+        self.padding = _checked_padding(padding)
         names = extractor.layer_names
         if layers is None:
             chosen = names
