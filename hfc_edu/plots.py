@@ -233,3 +233,79 @@ def volume_planes(
         if signed:
             fig.colorbar(im, ax=axes[r].tolist(), shrink=0.8, label="δ (voxel units)")
     return fig
+
+
+def eps_explorer_figure(explorer, eps: float | Sequence[float], fpr: float = 0.05):
+    """Blocks of :class:`~hfc_edu.experiments.explorer.EpsExplorer` at budget(s) ``eps``: the
+    clean image; per attack the adversarial image with its prediction and the perturbation
+    (scaled to ±ε); below, the detectors' clean percentiles (a bar above the dashed line flags
+    the image at false-positive rate ``fpr``). Returns the figure."""
+    eps_list = [eps] if isinstance(eps, int | float) else list(eps)
+    missing = [e for e in eps_list if not any(np.isclose(e, g) for g in explorer.eps)]
+    if missing:
+        grid = [f"{g * 256:g}/256" for g in explorer.eps]
+        raise ValueError(f"eps {missing} not in the explorer's grid {grid}.")
+    attacks = list(explorer.x_adv)
+    k0 = explorer.prob[attacks[0]].shape[1]
+    names = explorer.class_names or [str(c) for c in range(k0)]
+    ncols = 2 * len(attacks) + 1
+    fig = plt.figure(figsize=(MAX_WIDTH_IN, 3.9 * len(eps_list)))
+    gs = fig.add_gridspec(2 * len(eps_list), ncols, height_ratios=[1.25, 1.0] * len(eps_list))
+    colours = sns.color_palette("colorblind", len(attacks))
+    for r, e in enumerate(eps_list):
+        i = int(np.argmin([abs(e - g) for g in explorer.eps]))
+        tag = f"ε = {explorer.eps[i] * 256:g}/256"
+        ax = fig.add_subplot(gs[2 * r, 0])
+        img, cmap = _to_display(explorer.x)
+        ax.imshow(img, cmap=cmap, vmin=0, vmax=1)
+        ax.set_title(f"{tag}\nclean: {names[explorer.y]}", fontsize=9)
+        ax.axis("off")
+        for j, a in enumerate(attacks):
+            xa, p = explorer.x_adv[a][i], explorer.prob[a][i]
+            k = int(p.argmax())
+            img, cmap = _to_display(xa)
+            ax = fig.add_subplot(gs[2 * r, 2 * j + 1])
+            ax.imshow(img, cmap=cmap, vmin=0, vmax=1)
+            ax.set_title(f"{a}\n{names[k]} {float(p[k]):.2f}", fontsize=9)
+            ax.axis("off")
+            scale = max(explorer.eps[i], 1e-12)
+            d, _ = _to_display((xa - explorer.x) * 0.5 / scale + 0.5)
+            ax = fig.add_subplot(gs[2 * r, 2 * j + 2])
+            ax.imshow(d, cmap="RdBu_r" if d.ndim == 2 else None, vmin=0, vmax=1)
+            ax.set_title("perturbation\n(±ε)", fontsize=9)
+            ax.axis("off")
+        ax = fig.add_subplot(gs[2 * r + 1, :])
+        pct = pd.DataFrame({a: explorer.percentile[a].iloc[i] for a in attacks})
+        xpos = np.arange(len(pct))
+        w = 0.8 / len(attacks)
+        for j, a in enumerate(attacks):
+            off = (j - (len(attacks) - 1) / 2) * w
+            ax.bar(xpos + off, pct[a], width=w, color=colours[j], label=a)
+        ax.axhline(1 - fpr, ls="--", c="k", lw=1)
+        ax.set_xticks(xpos, pct.index, rotation=30, ha="right", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("clean percentile", fontsize=8)
+        ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(attacks),
+                  frameon=False)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def eps_slider(explorer, fpr: float = 0.05):
+    """An ipywidgets slider over the explorer's budgets that redraws
+    :func:`eps_explorer_figure` (Jupyter, JupyterLab, Colab). Returns the widget."""
+    try:
+        import ipywidgets as widgets
+    except ImportError:  # pragma: no cover - the book extra installs it
+        raise ImportError(
+            "The ε slider needs ipywidgets: pip install ipywidgets (Colab has it), or draw "
+            "static rows with eps_explorer_figure(explorer, [eps, ...])."
+        ) from None
+    options = [(f"{e * 256:g}/256", e) for e in explorer.eps]
+
+    def show(eps):
+        eps_explorer_figure(explorer, eps, fpr)
+        plt.show()
+
+    slider = widgets.SelectionSlider(options=options, value=explorer.eps[-1], description="ε")
+    return widgets.interactive(show, eps=slider)

@@ -11,6 +11,7 @@ fingerprint and the file's SHA-256::
 
     python scripts/ship_weights.py --jobs 2             # all of BOOK_MODELS
     python scripts/ship_weights.py --only fundus --retrain
+    python scripts/ship_weights.py --adv-only           # the PGD-trained chest X-ray model
 
 Re-execute the chapters afterwards (``scripts/execute_notebooks.py``): their stored outputs come
 from the shipped weights.
@@ -22,7 +23,7 @@ import argparse
 import multiprocessing as mp
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -43,13 +44,15 @@ def _one(job: tuple[dict, bool]) -> dict:
     tm = get_classifier(profile=prof, progress=False, retrain=retrain, shipped=False, **spec)
     d, cfg = tm.data, tm.model.config
     tcfg = default_train_config(prof, 0, d)
-    name = f"{d.task}_{d.image_size}_{cfg['arch']}.pt"
+    if spec.get("adv_eps") is not None:
+        tcfg = replace(tcfg, adv_eps=spec["adv_eps"])
+    name = f"{d.task}_{d.image_size}_{cfg['arch']}{tcfg.suffix}.pt"
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     path = WEIGHTS_DIR / name
     torch.save({k: v.detach().cpu().contiguous() for k, v in tm.model.state_dict().items()}, path)
     entry = ShippedModel(
         file=name, task=d.task, size=d.image_size, arch=cfg["arch"], data_name=d.name,
-        data_fingerprint=d.fingerprint(), model_config=cfg, train_config=asdict(tcfg),
+        data_fingerprint=d.fingerprint(), model_config=cfg, train_config=tcfg.key(),
         test=tm.test, sha256=sha256sum(path), history=tm.history, best_epoch=tm.best_epoch,
         seconds=round(tm.seconds, 1), machine=machine_fingerprint(),
     )  # fmt: skip
@@ -70,8 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--only", nargs="+", default=None, help="tasks to (re)ship; others are kept")
     p.add_argument("--retrain", action="store_true", help="train afresh, ignoring the cache")
+    p.add_argument(
+        "--adv-only", action="store_true", help="only the adversarially trained model(s)"
+    )
     args = p.parse_args(argv)
     specs = [s for s in BOOK_MODELS if args.only is None or s["task"] in args.only]
+    if args.adv_only:
+        specs = [s for s in specs if s.get("adv_eps")]
     if not specs:
         p.error(f"no model of BOOK_MODELS has task {args.only}")
     jobs = [(s, args.retrain) for s in sorted(specs, key=lambda s: -(s.get("size") or 0))]

@@ -291,7 +291,7 @@ def test_embedding_and_layers(report):
 def test_bad_input(tiny, report):
     model, data = tiny
     with pytest.raises(ValueError, match="Unknown detector"):
-        run_detection(model, data, detectors=["KD", "GMM"])
+        run_detection(model, data, detectors=["KD", "Gaussian"])
     with pytest.raises(ValueError, match="1/256"):
         run_detection(model, data, eps=4)
     with pytest.raises(ValueError, match="Unknown attack"):

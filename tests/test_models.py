@@ -140,6 +140,44 @@ def test_training_learns_a_separable_toy_task():
     assert not m.training
 
 
+def test_adversarial_training_config_keys_and_errors():
+    std, adv = TrainConfig(), TrainConfig(adv_eps=4 / 256)
+    assert "adv_eps" not in std.key() and std.suffix == "" and not std.adversarial
+    assert adv.key()["adv_eps"] == 4 / 256 and adv.key()["adv_steps"] == 3
+    assert adv.suffix == "_pgd4" and adv.adversarial
+    with pytest.raises(ValueError, match=r"adv_eps must be an L∞ budget"):
+        TrainConfig(adv_eps=4)
+    with pytest.raises(ValueError, match="adv_steps must be an int >= 1"):
+        TrainConfig(adv_eps=0.01, adv_steps=0)
+
+
+def test_adversarial_training_trains_on_pgd_examples(tmp_path, monkeypatch):
+    """Every batch is replaced by PGD examples inside the ε-ball; the model still learns the toy
+    task, and its cache key differs from standard training's."""
+    from hfc_edu.models import training
+
+    monkeypatch.setenv("HFC_EDU_CACHE", str(tmp_path))
+    seen = []
+    real = training.adversarial_batch
+
+    def spy(model, x, y, cfg, gen):
+        out = real(model, x, y, cfg, gen)
+        seen.append(((out - x).abs().max().item(), model.training))
+        return out
+
+    monkeypatch.setattr(training, "adversarial_batch", spy)
+    data = _toy()
+    cfg = TrainConfig(epochs=2, batch_size=32, adv_eps=4 / 256)
+    a = get_classifier(data, train_config=cfg, progress=False)
+    assert len(seen) == 2 * 3 and all(d <= 4 / 256 + 1e-6 and d > 0 for d, _ in seen)
+    assert all(train_mode for _, train_mode in seen)  # modes restored after each attack
+    assert a.test["accuracy"] > 0.9
+    std = get_classifier(data, train_config=TrainConfig(epochs=2, batch_size=32), progress=False)
+    assert std.path != a.path
+    with pytest.raises(ValueError, match="adv_eps or a whole train_config"):
+        get_classifier(data, train_config=cfg, adv_eps=4 / 256)
+
+
 def test_checkpoint_cache_roundtrip_and_corrupt_file(tmp_path, monkeypatch):
     monkeypatch.setenv("HFC_EDU_CACHE", str(tmp_path))
     data = _toy()

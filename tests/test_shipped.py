@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import asdict
 
 import pytest
 import torch
@@ -34,7 +33,7 @@ def test_manifest_lists_every_book_model_and_stays_small():
 @requires_data
 def test_get_classifier_loads_the_shipped_model():
     tm = get_classifier("fundus")
-    entry = sh.find_shipped("fundus", 28, "compact_resnet", 0.3, asdict(_tcfg("fundus")))
+    entry = sh.find_shipped("fundus", 28, "compact_resnet", 0.3, _tcfg("fundus").key())
     assert tm.source == "shipped" and tm.path == str(entry.path)
     assert tm.test == entry.test and tm.history == entry.history
     state = torch.load(entry.path, weights_only=True)

@@ -60,6 +60,11 @@ class SumLoss(Loss):
         self.terms = flat
         self.needs_features = any(t.needs_features for t in flat)
 
+    @property
+    def layers(self) -> list[str]:
+        """The feature layers the terms read, in first-use order (empty for pure logit losses)."""
+        return list(dict.fromkeys(n for t in self.terms for n in getattr(t, "layers", [])))
+
     def __call__(self, logits, y, features):
         return sum(t(logits, y, features) for t in self.terms)
 
@@ -78,6 +83,11 @@ class ScaledLoss(Loss):
         self.loss, self.weight = loss, weight
         self.needs_features = loss.needs_features
 
+    @property
+    def layers(self) -> list[str]:
+        """The feature layers of the scaled loss (empty for pure logit losses)."""
+        return list(getattr(self.loss, "layers", []))
+
     def __call__(self, logits, y, features):
         return self.weight * self.loss(logits, y, features)
 
@@ -86,6 +96,31 @@ class ScaledLoss(Loss):
 
     def __repr__(self) -> str:
         return f"{self.weight:g} * {self.loss!r}"
+
+
+class FlooredLoss(Loss):
+    """``max(0, loss − floor)``: stops pulling once ``loss`` is at ``floor`` (e.g. the value a
+    typical clean image has), instead of pushing past it."""
+
+    def __init__(self, loss: Loss, floor: float) -> None:
+        if not isinstance(loss, Loss):
+            raise TypeError(f"loss must be a Loss, got {type(loss).__name__}.")
+        self.loss, self.floor = loss, float(floor)
+        self.needs_features = loss.needs_features
+
+    @property
+    def layers(self) -> list[str]:
+        """The feature layers of the floored loss (empty for pure logit losses)."""
+        return list(getattr(self.loss, "layers", []))
+
+    def __call__(self, logits, y, features):
+        return (self.loss(logits, y, features) - self.floor).clamp_min(0)
+
+    def check(self, logits, y, features) -> None:
+        self.loss.check(logits, y, features)
+
+    def __repr__(self) -> str:
+        return f"max(0, {self.loss!r} - {self.floor:.3g})"
 
 
 class CrossEntropy(Loss):

@@ -32,6 +32,7 @@ from hfc_edu.detectors.bu import BU
 from hfc_edu.detectors.combine import ScoreLR
 from hfc_edu.detectors.dnn import DNN
 from hfc_edu.detectors.feature_classifiers import SVM, DFeat, QFeat
+from hfc_edu.detectors.gmm import GMMScore
 from hfc_edu.detectors.kd import KD
 from hfc_edu.detectors.lid import LID
 from hfc_edu.detectors.maha import MAHA
@@ -135,6 +136,10 @@ register_detector(DetectorInfo(
 register_detector(DetectorInfo(
     "KD+BU", lambda ctx: ScoreLR([KD(seed=ctx.seed), _bu(ctx)], per_layer=False), default=False,
     description="logistic regression on KD and BU (Feinman et al. 2017)"))
+register_detector(DetectorInfo(
+    "GMM", lambda ctx: ScoreLR(GMMScore(n_components=ctx.profile.gmm_components, seed=ctx.seed)),
+    default=False,
+    description="the HFC objective per layer (class mixtures) + logistic regression (the book's)"))
 # fmt: on
 
 __all__ = [

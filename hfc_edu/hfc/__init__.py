@@ -7,6 +7,8 @@
   CW-L∞: :func:`hfc_bases`) + HFC in one call, :func:`feature_attack` any feature term.
 * :func:`hfc_schedule` — the papers' fixed-small-step schedule (``T·α = 2ε``).
 * :mod:`~hfc_edu.hfc.baselines` — stand-ins for the papers' adaptive attacks.
+* :mod:`~hfc_edu.hfc.evasion` — a fitted detector's score (or a differentiable surrogate of it)
+  as a term: the attacker's answer to a retrained detector (:func:`evasion_term`).
 """
 
 from hfc_edu.cache import CorruptCacheError, model_fingerprint, tensor_fingerprint
@@ -18,6 +20,7 @@ from hfc_edu.hfc.class_gmms import (
     fit_class_gmms,
     fit_gmms_on_features,
 )
+from hfc_edu.hfc.evasion import ScoreLRTerm, SVMTerm, evasion_term, exact_term, surrogate_term
 from hfc_edu.hfc.gmm import TorchGMM, fit_sklearn_gmm
 from hfc_edu.hfc.loss import HFCLoss, typical_floor
 from hfc_edu.hfc.schedule import DEFAULT_ALPHA_FRACTION, OFFICIAL_ALPHA, hfc_schedule
@@ -33,7 +36,11 @@ __all__ = [
     "HFCLoss",
     "KDLoss",
     "MahalanobisLoss",
+    "SVMTerm",
+    "ScoreLRTerm",
     "TorchGMM",
+    "evasion_term",
+    "exact_term",
     "feature_attack",
     "fit_class_gmms",
     "fit_gmms_on_features",
@@ -43,6 +50,7 @@ __all__ = [
     "hfc_bases",
     "hfc_schedule",
     "model_fingerprint",
+    "surrogate_term",
     "tensor_fingerprint",
     "typical_floor",
 ]

@@ -14,7 +14,7 @@ trained now and cached.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -102,6 +102,7 @@ def get_classifier(
     train: bool = True,
     shipped: bool = True,
     progress: bool = True,
+    adv_eps: float | None = None,
 ) -> TrainedModel:
     """A classifier for ``task``, trained once and cached.
 
@@ -117,6 +118,9 @@ def get_classifier(
             cached, never written over the shipped weights).
         train: ``False`` never trains: no shipped or cached weights is a ``FileNotFoundError``.
         shipped: ``False`` ignores the shipped weights (``scripts/ship_weights.py`` uses it).
+        adv_eps: PGD adversarial training at this L∞ budget (e.g. ``4/256``; the profile's
+            training configuration otherwise, :attr:`TrainConfig.adv_eps
+            <hfc_edu.models.TrainConfig.adv_eps>`); not together with ``train_config``.
 
     Shipped weights answer a request for a registered task when the image size, architecture,
     dropout and training configuration equal theirs; when the data loaded differ from the copy
@@ -142,16 +146,22 @@ def get_classifier(
     arch = arch or (prof.model if data.spatial_dims == 2 else prof.model_3d)
     dropout = prof.dropout if dropout is None else dropout
     mean, std = data.channel_stats()
+    if adv_eps is not None and train_config is not None:
+        raise ValueError(
+            "Pass adv_eps or a whole train_config, not both: set adv_eps inside the TrainConfig."
+        )
     tcfg = train_config or default_train_config(prof, seed, data)
+    if adv_eps is not None:
+        tcfg = replace(tcfg, adv_eps=adv_eps)
     spec = (arch, data.in_channels, data.num_classes, data.spatial_dims, data.image_size)
     dev = torch.device(device) if device is not None else torch.device("cpu")
     entry = None
     if shipped and not retrain and data.task:
-        entry = find_shipped(data.task, data.image_size, arch, dropout, asdict(tcfg))
+        entry = find_shipped(data.task, data.image_size, arch, dropout, tcfg.key())
     if entry is not None:
         return _load_shipped(entry, data, dev)
     model = build_model(*spec, mean, std, dropout)  # for the cache key; rebuilt after seeding
-    path = checkpoint_path(data, model.config, asdict(tcfg))
+    path = checkpoint_path(data, model.config, tcfg.key())
     if path.exists() and not retrain:
         payload = load_checkpoint(path)
         model = model_from_config(payload["model_config"])
@@ -181,7 +191,7 @@ def get_classifier(
         {
             "model_config": model.config,
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "train_config": asdict(tcfg),
+            "train_config": tcfg.key(),
             "test": result.test,
             "history": result.history,
             "best_epoch": result.best_epoch,
@@ -233,4 +243,5 @@ BOOK_MODELS: list[dict] = [
     {"task": "dermoscopy"},
     {"task": "cifar10"},
     {"task": "adrenal3d", "size": 28},
+    {"task": "chest_xray", "size": 28, "adv_eps": 4 / 256},
 ]

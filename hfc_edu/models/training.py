@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -37,6 +37,40 @@ class TrainConfig:
     label_smoothing: float = 0.0
     select: str = "auc"  # validation criterion for model selection: "auc" or "loss"
     seed: int = 0
+    adv_eps: float = 0.0  # > 0: PGD adversarial training (Madry et al. 2018) at this L∞ budget
+    adv_steps: int = 3  # PGD steps per batch when adv_eps > 0 (step 2.5·ε/steps, random start)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.adv_eps, int | float) and 0.0 <= self.adv_eps < 1.0):
+            raise ValueError(
+                f"TrainConfig.adv_eps must be an L∞ budget in [0, 1) pixel units (e.g. 4/256), "
+                f"got {self.adv_eps!r}."
+            )
+        if (
+            isinstance(self.adv_steps, bool)
+            or not isinstance(self.adv_steps, int)
+            or (self.adv_steps < 1)
+        ):
+            raise ValueError(f"TrainConfig.adv_steps must be an int >= 1, got {self.adv_steps!r}.")
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether training runs on PGD adversarial examples (``adv_eps > 0``)."""
+        return self.adv_eps > 0
+
+    def key(self) -> dict:
+        """The configuration as a dict, for cache keys and the shipped-weights manifest; the
+        adversarial-training fields appear only when it is on, so the keys of standard training
+        are those of earlier versions."""
+        d = asdict(self)
+        if not self.adversarial:
+            del d["adv_eps"], d["adv_steps"]
+        return d
+
+    @property
+    def suffix(self) -> str:
+        """File-name suffix of a shipped model: ``""``, or ``"_pgd4"`` for ``adv_eps = 4/256``."""
+        return f"_pgd{self.adv_eps * 256:g}" if self.adversarial else ""
 
 
 @dataclass
@@ -115,6 +149,22 @@ def classification_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict:
     }
 
 
+def adversarial_batch(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, gen: torch.Generator
+) -> torch.Tensor:
+    """Untargeted PGD examples of a training batch ``(N, C, ...)`` at ``cfg.adv_eps``
+    (``cfg.adv_steps`` steps of 2.5·ε/steps, random start from ``gen``), made in eval mode with
+    the library's PGD (the model's modes are restored for the training step)."""
+    from hfc_edu.attacks import ATTACKS  # the attacks import the model zoo: import late
+
+    start = (torch.rand(x.shape, generator=gen) * 2 - 1).mul_(cfg.adv_eps).to(x.device)
+    res = ATTACKS.get("PGD").run(
+        model, x, y, eps=cfg.adv_eps, targeted=False, steps=cfg.adv_steps,
+        alpha=2.5 * cfg.adv_eps / cfg.adv_steps, delta0=start,
+    )  # fmt: skip
+    return res.x_adv.detach()
+
+
 def train_classifier(
     model: nn.Module,
     data: ImageDataset,
@@ -123,6 +173,9 @@ def train_classifier(
     progress: bool = True,
 ) -> TrainResult:
     """Train ``model`` on ``data.train``; keep the epoch with the best validation AUC; test it.
+
+    With ``config.adv_eps > 0`` every batch is replaced by its PGD adversarial examples
+    (:func:`adversarial_batch`; Madry et al. 2018); selection and test metrics stay clean.
 
     Deterministic on CPU for a given seed (shuffling and flips use their own generator).
     The model is left on ``device`` in eval mode with the selected weights.
@@ -165,6 +218,8 @@ def train_classifier(
                 xb, gen, flip=cfg.flip, affine=cfg.augment, strength=cfg.augment_strength
             )
             xb, yb = xb.to(dev), yb.to(dev)
+            if cfg.adversarial:
+                xb = adversarial_batch(model, xb, yb, cfg, gen)
             loss = F.cross_entropy(
                 model(xb), yb, weight=weight, label_smoothing=cfg.label_smoothing
             )
