@@ -14,6 +14,13 @@ chapter is checked against depends on the machine:
 ``HFC_EDU_NBVAL=strict`` forces exact comparison for every notebook, ``HFC_EDU_NBVAL=lax`` turns
 it off; unset (or ``auto``) decides per notebook. The header of the test run says which mode
 each notebook runs in, and why.
+
+**Two workers, planned.** pytest runs on two xdist workers with ``--dist loadgroup``. Every test
+module and every notebook is one group (its cells on one kernel, its module fixtures built
+once), except the chapters of :data:`BOOK_WORKERS`: each of its two lists runs on one worker, in
+chapter order, so that chapters sharing cached work (the 128 px chest X-ray mixtures of chapters
+6, 7 and 8; the dermoscopy mixtures of chapters 7 and 10) fit it once, and the two workers get
+about the same notebook time. The unit tests fill in behind them.
 """
 
 from __future__ import annotations
@@ -22,7 +29,17 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 MODE_ENV = "HFC_EDU_NBVAL"
+
+#: The chapters each xdist worker runs, by number, with about the same CPU time in each list
+#: (course guide's run times) and chapters sharing cached mixtures together. A chapter not
+#: listed is a group of its own and goes to whichever worker is free.
+BOOK_WORKERS: tuple[tuple[str, ...], ...] = (
+    ("01", "03", "04", "05", "09"),
+    ("02", "06", "07", "08", "10"),
+)
 
 
 def _mode_setting() -> str:
@@ -86,7 +103,20 @@ def pytest_report_header(config) -> list[str]:
     return lines
 
 
+def _xdist_group(nodeid: str) -> str:
+    """The group of a test: its file, or the chapter list of :data:`BOOK_WORKERS` it is in."""
+    path = nodeid.split("::")[0]
+    name = Path(path).name
+    for i, chapters in enumerate(BOOK_WORKERS):
+        if path.startswith("book/") and name[:2] in chapters:
+            return f"book-worker-{i}"
+    return path
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_xdist_group(item.nodeid)))
     if not _nbval_active(config):
         return
     from nbval.plugin import IPyNbCell, find_comment_markers, find_metadata_tags
