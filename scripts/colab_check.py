@@ -43,6 +43,7 @@ COLAB_PREINSTALLED = [
     "seaborn",
     "pandas",
     "ipykernel",
+    "ipywidgets",  # chapter 10's ε slider (Colab ships it)
     "nbclient",
     "nbformat",
 ]
