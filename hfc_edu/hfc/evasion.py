@@ -47,7 +47,7 @@ class SVMTerm(_FeatureTerm):
         svc = est[-1] if hasattr(est, "steps") else est
         self.support = torch.from_numpy(np.asarray(svc.support_vectors_, dtype=np.float64))
         self.dual = torch.from_numpy(np.asarray(svc.dual_coef_[0], dtype=np.float64))
-        self.gamma = float(svc._gamma)
+        self.gamma = float(svc._gamma)  # the fitted value ("scale" resolved); no public name
         self.bias = float(svc.intercept_[0])
         d = self.support.shape[1]
         mean = np.zeros(d) if scaler is None else scaler.mean_
