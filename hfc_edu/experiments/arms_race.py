@@ -163,11 +163,15 @@ class ArmsRound:
     answer: AttackInfo
     answer_result: AttackResult
     terms: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
+    _scores: pd.DataFrame | None = field(default=None, init=False, repr=False)
 
     def scores(self) -> pd.DataFrame:
-        """The long results table of the round's own attack and of the answer."""
-        answer = bypass_table(self.run, {self.answer.name: self.answer_result})
-        return pd.concat([self.report.table, answer], ignore_index=True)
+        """The long results table of the round's own attack and of the answer (the answer is
+        scored once, on first use)."""
+        if self._scores is None:
+            answer = bypass_table(self.run, {self.answer.name: self.answer_result})
+            self._scores = pd.concat([self.report.table, answer], ignore_index=True)
+        return self._scores
 
 
 @dataclass
