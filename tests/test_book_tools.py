@@ -257,3 +257,19 @@ def test_notebook_code_fits_the_page_column():
                 if len(line) > MAX_CODE_COLUMNS:
                     long.append(f"{path.name} cell {i}: {len(line)} chars: {line[:40]}...")
     assert not long, "code lines wider than the page column:\n" + "\n".join(long[:20])
+
+
+def test_every_stored_figure_has_alt_text():
+    import json
+
+    missing = []
+    for path in sorted((REPO / "book").glob("*.ipynb")):
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            figures = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+            alt = cell["metadata"].get("mystnb", {}).get("image", {}).get("alt", "").strip()
+            if figures and not alt:
+                missing.append(f"{path.name} cell {i}: {''.join(cell['source'])[:40]}...")
+    assert not missing, (
+        "figures without alt text (CONTRIBUTING, 'Outputs that stay stable'):\n"
+        + "\n".join(missing)
+    )

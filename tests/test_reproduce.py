@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,9 +19,15 @@ from hfc_edu.reproduce import (
     judge_all,
     render_report,
     reproduce,
+    shipped_run,
+    shipped_runs,
 )
+from hfc_edu.reproduce import folder as folder_module
 from hfc_edu.reproduce.claims import DIFFERS, HOLDS, NOT_COMPARABLE, VERDICTS
 from tests.conftest import requires_data
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+ship_run = importlib.import_module("ship_run")
 
 SMOKE = dict(size=28, profile="smoke", device="cpu", quiet=True)
 
@@ -212,3 +220,33 @@ def test_bypass_verdict_needs_every_detector_near_chance_at_full_success(near, s
 def test_claims_of_stages_not_run_are_not_comparable():
     for claim in judge_all({}):
         assert claim["verdict"] == NOT_COMPARABLE and "not run" in claim["reason"]
+
+
+@requires_data
+def test_a_shipped_run_holds_the_tables_and_configuration_and_nothing_else(
+    smoke_run, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(folder_module, "RUNS_DIR", tmp_path / "runs")
+    assert shipped_runs() == []
+    assert ship_run.main([str(smoke_run.folder), "--name", "smoke"]) == 0
+    assert shipped_runs() == ["smoke"]
+    shipped = shipped_run("smoke")
+    assert shipped.read_run() == json.loads((smoke_run.folder / "run.json").read_text())
+    src = folder_module.ResultsFolder(smoke_run.folder)
+    pd.testing.assert_frame_equal(shipped.table("hiding", "bypass"), src.table("hiding", "bypass"))
+    assert shipped.values("hiding") == src.values("hiding")
+    assert {p.suffix for p in shipped.root.rglob("*") if p.is_file()} == {".json", ".csv"}
+    with pytest.raises(ResultsFolderError, match="No shipped run 'nope'.*'smoke'"):
+        shipped_run("nope")
+
+
+def test_every_shipped_run_is_a_book_profile_run_with_its_tables():
+    names = shipped_runs()
+    assert names, "the package ships the capacity runs chapter 8 reads"
+    for name in names:
+        folder = shipped_run(name)
+        config = folder.read_run()["config"]
+        assert config["profile"]["name"] == "book", name
+        for stage in folder.read_run()["stages"]:
+            for table in folder.stage_record(stage)["tables"]:
+                assert len(folder.table(stage, table)), (name, stage, table)

@@ -12,7 +12,14 @@ missing. :mod:`hfc_edu.reproduce.claims` puts each measured number beside the pa
 """
 
 from hfc_edu.reproduce.claims import CLAIMS, judge_all
-from hfc_edu.reproduce.folder import FORMAT, ResultsFolder, ResultsFolderError, RunConfig
+from hfc_edu.reproduce.folder import (
+    FORMAT,
+    ResultsFolder,
+    ResultsFolderError,
+    RunConfig,
+    shipped_run,
+    shipped_runs,
+)
 from hfc_edu.reproduce.pipeline import ALL_TASKS, ReproduceResult, reproduce
 from hfc_edu.reproduce.report import compare_runs, render_report
 from hfc_edu.reproduce.stages import STAGES, Stage, StageContext, StageOutput
@@ -33,4 +40,6 @@ __all__ = [
     "judge_all",
     "render_report",
     "reproduce",
+    "shipped_run",
+    "shipped_runs",
 ]

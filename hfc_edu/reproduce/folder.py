@@ -31,6 +31,9 @@ from hfc_edu.config import Profile
 
 #: Version of the folder layout; ``hfc-edu report`` refuses other versions.
 FORMAT = 1
+#: Results folders shipped with the package: runs too long for a page (a ResNet-50 trained on a
+#: CPU), which chapters read instead of recomputing. ``scripts/ship_run.py`` puts one here.
+RUNS_DIR = Path(__file__).resolve().parent.parent / "runs"
 
 
 class ResultsFolderError(ValueError):
@@ -217,6 +220,25 @@ class ResultsFolder:
         return {} if rec is None else rec.get("values", {})
 
 
+def shipped_runs() -> list[str]:
+    """Names of the results folders shipped with the package (:data:`RUNS_DIR`)."""
+    if not RUNS_DIR.is_dir():
+        return []
+    return sorted(p.parent.name for p in RUNS_DIR.glob("*/run.json"))
+
+
+def shipped_run(name: str) -> ResultsFolder:
+    """The shipped results folder ``name`` (see :func:`shipped_runs`), format-checked."""
+    if name not in shipped_runs():
+        raise ResultsFolderError(
+            f"No shipped run {name!r}; the package ships {shipped_runs()}. "
+            "`hfc-edu reproduce` computes any configuration into a folder of your own."
+        )
+    folder = ResultsFolder(RUNS_DIR / name)
+    folder.read_run()
+    return folder
+
+
 def _describe(config: dict) -> str:
     prof = config.get("profile", {})
     return (
@@ -227,10 +249,13 @@ def _describe(config: dict) -> str:
 
 __all__ = [
     "FORMAT",
+    "RUNS_DIR",
     "ResultsFolder",
     "ResultsFolderError",
     "RunConfig",
     "read_json",
+    "shipped_run",
+    "shipped_runs",
     "stage_key",
     "versions",
     "write_json",
