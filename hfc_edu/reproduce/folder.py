@@ -229,9 +229,10 @@ def shipped_runs() -> list[str]:
 
 def shipped_run(name: str) -> ResultsFolder:
     """The shipped results folder ``name`` (see :func:`shipped_runs`), format-checked."""
-    if name not in shipped_runs():
+    names = shipped_runs()
+    if name not in names:
         raise ResultsFolderError(
-            f"No shipped run {name!r}; the package ships {shipped_runs()}. "
+            f"No shipped run {name!r}; the package ships {names}. "
             "`hfc-edu reproduce` computes any configuration into a folder of your own."
         )
     folder = ResultsFolder(RUNS_DIR / name)
